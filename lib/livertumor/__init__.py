@@ -1,0 +1,43 @@
+"""livertumor: liver and liver-tumor segmentation in CT (LiTS layout).
+
+The public API, by pipeline stage (one module each; see lib/livertumor/README.md):
+
+- cases: :func:`find_cases`
+- volumes: :func:`read_nii`, :func:`read_mask`, :class:`NiftiVolume`, :func:`read_geometry`,
+  :func:`write_like`
+- windowing: :data:`WINDOWS`, :func:`windowed`, :func:`freqhist_bins`, :func:`hist_scaled`,
+  :func:`to_nchan`, :func:`save_jpg`
+- demo_data: :func:`make_demo_dataset`
+"""
+
+from .cases import find_cases, summarize_cases
+from .errors import GridMismatchError, LabelError, LiverTumorError, NiftiReadError, PairingError
+from .volumes import (
+    CANONICAL_AXCODES,
+    LABELS,
+    Geometry,
+    NiftiVolume,
+    read_geometry,
+    read_mask,
+    read_nii,
+    write_like,
+)
+from .windowing import WINDOWS, freqhist_bins, hist_scaled, save_jpg, to_nchan, windowed
+
+
+def make_demo_dataset(*args, **kwargs):
+    """Write synthetic LiTS-like cases; see :func:`livertumor.demo_data.make_demo_dataset`."""
+    from .demo_data import make_demo_dataset as _make
+
+    return _make(*args, **kwargs)
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CANONICAL_AXCODES", "LABELS", "WINDOWS",
+    "Geometry", "NiftiVolume", "GridMismatchError", "LabelError", "LiverTumorError",
+    "NiftiReadError", "PairingError",
+    "find_cases", "summarize_cases", "freqhist_bins", "hist_scaled", "make_demo_dataset",
+    "read_geometry", "read_mask", "read_nii", "save_jpg", "to_nchan", "windowed", "write_like",
+]

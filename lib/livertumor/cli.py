@@ -1,0 +1,85 @@
+"""Command line: ``python -m livertumor <command> ...``, one subcommand per pipeline stage.
+
+Each subcommand parses and validates its arguments, makes one library call and prints a short
+result. Errors on bad input print one line naming the file and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import LiverTumorError
+
+
+def _cmd_demo_data(args: argparse.Namespace) -> int:
+    from .demo_data import make_demo_dataset
+
+    table = make_demo_dataset(args.out_dir, n_cases=args.cases, seed=args.seed, size=args.size,
+                              overwrite=args.overwrite)
+    print(f"wrote {len(table)} synthetic cases to {args.out_dir} (seed {args.seed}, "
+          f"{args.size} px); they are synthetic, not patient data")
+    return 0
+
+
+def _cmd_cases(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .cases import find_cases, summarize_cases
+
+    table = find_cases(args.data_dir)
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.csv, index=False)
+    shown = table.drop(columns=["volume_path", "mask_path"]) if not args.paths else table
+    with pd.option_context("display.max_rows", None, "display.width", 200,
+                           "display.max_colwidth", 90):
+        print(shown.to_string(index=False))
+    print(summarize_cases(table))
+    if args.csv:
+        print(f"table written to {args.csv}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m livertumor",
+        description="Liver and liver-tumor segmentation in CT (LiTS layout).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "demo-data", help="write synthetic LiTS-like CT cases (Kaggle layout)",
+        description="Write synthetic abdominal CT volumes with liver/tumor masks in the Kaggle "
+                    "LiTS layout: DIR/volume_ptK/volume-N.nii and "
+                    "DIR/segmentations/segmentation-N.nii. Existing cases are kept.")
+    p.add_argument("out_dir", type=Path, metavar="DIR")
+    p.add_argument("--cases", type=int, default=8, help="number of cases (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--size", type=int, default=512, help="in-plane matrix, pixels (default 512)")
+    p.add_argument("--overwrite", action="store_true", help="rewrite cases that already exist")
+    p.set_defaults(func=_cmd_demo_data)
+
+    p = sub.add_parser(
+        "cases", help="list the cases of a LiTS folder and check their headers",
+        description="Pair volume-N.nii with segmentation-N.nii anywhere under DATA_DIR and "
+                    "check headers: readable, 3-D, mask on the volume's grid. Prints one row "
+                    "per case with status ok / bad / unpaired and the reason.")
+    p.add_argument("data_dir", type=Path, metavar="DATA_DIR")
+    p.add_argument("--csv", type=Path, metavar="OUT.csv", help="also write the table as CSV")
+    p.add_argument("--paths", action="store_true", help="show file paths in the printed table")
+    p.set_defaults(func=_cmd_cases)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LiverTumorError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
