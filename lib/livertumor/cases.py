@@ -160,3 +160,76 @@ def summarize_cases(table: pd.DataFrame) -> str:
     n_warn = int((table["warnings"].fillna("") != "").sum())
     return (f"{len(table)} cases: {counts.get('ok', 0)} ok, {counts.get('bad', 0)} bad, "
             f"{counts.get('unpaired', 0)} unpaired; {n_warn} with header warnings")
+
+
+def select_case(table: pd.DataFrame, case_id: int = -1, prefer_tumor: bool = True) -> pd.Series:
+    """Pick one ``ok`` case of a cases table.
+
+    Parameters
+    ----------
+    table : DataFrame from :func:`find_cases`
+    case_id : int
+        The case to take; ``-1`` picks the first ``ok`` case (with a tumor, when
+        ``prefer_tumor`` and one exists; masks are read one by one until one has label 2).
+
+    Raises
+    ------
+    LiverTumorError
+        No ``ok`` case, or ``case_id`` is not an ``ok`` case (the message gives its reason).
+    """
+    from .volumes import read_mask
+
+    ok = table[table["status"] == "ok"]
+    if case_id != -1:
+        row = table[table["case_id"] == case_id]
+        if row.empty:
+            raise LiverTumorError(f"case {case_id} is not in the table")
+        if row.iloc[0]["status"] != "ok":
+            raise LiverTumorError(f"case {case_id} is {row.iloc[0]['status']}: "
+                                  f"{row.iloc[0]['reason']}")
+        return row.iloc[0]
+    if ok.empty:
+        raise LiverTumorError("no usable (ok) case in the table")
+    if prefer_tumor:
+        for _, row in ok.iterrows():
+            if (read_mask(row["mask_path"]) == 2).any():
+                return row
+    return ok.iloc[0]
+
+
+def case_statistics(ct, mask, spacing) -> pd.DataFrame:
+    """Voxel counts, volumes (mL) and HU statistics of each label of one case.
+
+    Parameters
+    ----------
+    ct : ndarray, (rows, columns, slices), HU
+    mask : ndarray, same shape, uint8 labels 0/1/2
+    spacing : (row, column, slice) voxel size in mm
+
+    Returns
+    -------
+    DataFrame indexed by label name: ``voxels``, ``volume_ml``, ``hu_mean``, ``hu_std``,
+    ``hu_p5``, ``hu_p95``, ``slices`` (axial slices that contain the label). The row
+    ``liver (1+2)`` counts the liver with its tumors, as LiTS scores the liver.
+    """
+    import numpy as np
+
+    from .volumes import LABELS
+
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    rows = {}
+    selections = {f"{k} {name}": mask == k for k, name in LABELS.items()}
+    selections["liver (1+2)"] = mask >= 1
+    for name, sel in selections.items():
+        values = ct[sel]
+        n = int(values.size)
+        rows[name] = {
+            "voxels": n,
+            "volume_ml": n * voxel_ml,
+            "hu_mean": float(values.mean()) if n else float("nan"),
+            "hu_std": float(values.std()) if n else float("nan"),
+            "hu_p5": float(np.percentile(values, 5)) if n else float("nan"),
+            "hu_p95": float(np.percentile(values, 95)) if n else float("nan"),
+            "slices": int(sel.any(axis=(0, 1)).sum()),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -42,6 +42,15 @@ def _cmd_cases(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import describe_run, run_series
+
+    only = [o.strip() for o in args.only.split(",")] if args.only else None
+    run_dir = run_series(args.profile, data_dir=args.data_dir, run_name=args.run, only=only)
+    print(describe_run(run_dir))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m livertumor",
@@ -70,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, metavar="OUT.csv", help="also write the table as CSV")
     p.add_argument("--paths", action="store_true", help="show file paths in the printed table")
     p.set_defaults(func=_cmd_cases)
+
+    p = sub.add_parser(
+        "run", help="run the notebook series headless (papermill)",
+        description="Execute the notebooks of a profile (notebooks/params/PROFILE.yaml) in "
+                    "order; executed notebooks, figures, results and run.json go to "
+                    "outputs/RUN/.")
+    p.add_argument("--profile", default="demo", help="smoke, demo (default) or full")
+    p.add_argument("--data-dir", type=Path, help="a LiTS folder instead of the profile's data")
+    p.add_argument("--run", help="run folder name under outputs/ (default: the profile name)")
+    p.add_argument("--only", help="comma-separated notebooks to run, e.g. 01,02")
+    p.set_defaults(func=_cmd_run)
     return parser
 
 

@@ -252,14 +252,44 @@ class NiftiVolume:
                 )
         return out
 
-    def read(self, dtype: np.dtype = np.float32) -> np.ndarray:
+    def read(self, dtype: np.dtype = np.float32, slab_mib: float = 16.0) -> np.ndarray:
         """The whole volume in Hounsfield units, canonical orientation.
+
+        The file is read in slabs of about ``slab_mib`` MiB along its stored last axis (forward
+        reads only, so ``.nii.gz`` is decompressed once), each slab scaled and converted into
+        the result: peak memory is the result plus one slab, and no float64 volume exists.
+        Each axial slice ``out[:, :, k]`` is C-contiguous in memory (the array is a
+        ``(slices, rows, columns)`` buffer seen through a transpose).
 
         Returns
         -------
         ndarray, ``dtype`` (float32 by default), shape (rows, columns, slices)
         """
-        return self._scale(self.raw(), np.dtype(dtype))
+        g = self.geometry
+        rows, cols, n_slices = g.canonical_shape
+        buf = np.empty((n_slices, rows, cols), dtype=np.dtype(dtype))
+        out = buf.transpose(1, 2, 0)
+        out_stored = g.from_canonical(out)  # the same memory, indexed like the file
+        try:
+            proxy = nib.load(self.path, mmap=False).dataobj
+            per_slab = max(1, int(slab_mib * 2**20) // max(1, g.shape[0] * g.shape[1] * 8))
+            for start in range(0, g.shape[2], per_slab):
+                stop = min(start + per_slab, g.shape[2])
+                out_stored[:, :, start:stop] = proxy[:, :, start:stop]
+        except Exception as err:  # gzip/zlib/short-read errors on damaged data
+            raise NiftiReadError(
+                f"data cannot be read, the file is truncated or corrupt "
+                f"({type(err).__name__}: {err})",
+                self.path,
+            ) from None
+        if np.issubdtype(self.stored_dtype, np.floating) or self.slope or self.inter:
+            n_bad = int(np.count_nonzero(~np.isfinite(buf)))
+            if n_bad:
+                raise NiftiReadError(
+                    f"{n_bad} voxels are NaN or infinite; the volume cannot be used as is",
+                    self.path,
+                )
+        return out
 
     def hu_slice(self, k: int, dtype: np.dtype = np.float32) -> np.ndarray:
         """Axial slice ``k`` (0 = most inferior) in Hounsfield units, shape (rows, columns)."""

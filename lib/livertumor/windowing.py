@@ -99,10 +99,10 @@ def freqhist_bins(x: np.ndarray, n_bins: int = 100) -> np.ndarray:
     """Intensity breaks that split the voxels into groups of about equal count.
 
     Takes the sorted voxel values at index ``floor(N * f)`` for the fractions ``f`` of
-    :func:`freqhist_fractions` (N voxels), and removes duplicates. Uses ``np.partition`` on the
-    ~100 wanted ranks instead of a full sort, so the result is exactly that of sorting but
-    linear-time. (fastai's tensor version computes the index in float32 and truncates; this one
-    computes ``floor(N * f)`` in float64, which can differ by one rank for huge N.)
+    :func:`freqhist_fractions` (N voxels), and removes duplicates. The sort runs in the input's
+    own dtype (int16 or float32 for CT), never on a float64 copy. (fastai's tensor version
+    computes the index in float32 and truncates; this one computes ``floor(N * f)`` in
+    float64, which can differ by one rank for huge N.)
 
     Parameters
     ----------
@@ -119,16 +119,16 @@ def freqhist_bins(x: np.ndarray, n_bins: int = 100) -> np.ndarray:
         raise ValueError("freqhist_bins needs at least one value")
     idx = np.floor(n * freqhist_fractions(n_bins)).astype(np.int64)
     idx = np.minimum(idx, n - 1)
-    wanted = np.unique(idx)
-    part = np.partition(flat, wanted)
-    return np.unique(part[idx]).astype(np.float32)
+    return np.unique(np.sort(flat)[idx]).astype(np.float32)
 
 
 def hist_scaled(x: np.ndarray, brks: np.ndarray | None = None, chunk: int = 1 << 20) -> np.ndarray:
     """Equalise intensities through histogram breaks onto [0, 1].
 
     Piecewise-linear map sending ``brks[i]`` to ``i / (len(brks) - 1)`` (``np.interp``; values
-    outside the breaks map to 0 or 1), then clipped to [0, 1].
+    outside the breaks map to 0 or 1), then clipped to [0, 1]. CT values are integers (int16
+    on disk), so for integral input the map is evaluated once per distinct integer and applied
+    as a lookup table: the same numbers as interpolating every voxel, several times faster.
 
     Parameters
     ----------
@@ -137,7 +137,8 @@ def hist_scaled(x: np.ndarray, brks: np.ndarray | None = None, chunk: int = 1 <<
         Breaks from :func:`freqhist_bins`; computed from ``x`` itself when None. For training
         data, compute them once over the training cases and pass them in.
     chunk : int
-        Voxels interpolated at a time, so a whole volume never gets a float64 copy.
+        Voxels interpolated at a time (non-integral input), so a whole volume never gets a
+        float64 copy.
 
     Returns
     -------
@@ -152,6 +153,18 @@ def hist_scaled(x: np.ndarray, brks: np.ndarray | None = None, chunk: int = 1 <<
     if brks.size > 1 and np.any(np.diff(brks) <= 0):
         raise ValueError("histogram breaks must be strictly increasing")
     ys = np.linspace(0.0, 1.0, brks.size)
+    if x.size == 0:
+        return np.zeros(x.shape, np.float32)
+    lo, hi = x.min(), x.max()
+    integral = np.issubdtype(x.dtype, np.integer) or (
+        np.isfinite(lo) and np.isfinite(hi) and bool(np.all(x == np.floor(x))))
+    if integral and hi - lo <= 1 << 16:
+        lo = int(lo)
+        lut = np.interp(np.arange(lo, int(hi) + 1, dtype=np.float64), brks, ys)
+        lut = np.clip(lut, 0.0, 1.0).astype(np.float32)
+        index = x.astype(np.int32) if x.dtype != np.int32 else x.copy()
+        index -= lo
+        return lut[index]
     flat = x.reshape(-1)
     out = np.empty(flat.shape, dtype=np.float32)
     for start in range(0, flat.size, chunk):

@@ -1,0 +1,273 @@
+"""Static figures (matplotlib) and the slice rendering that the interactive viewers share.
+
+All images are canonical ``('P', 'L', 'S')`` arrays, so an axial slice ``ct[:, :, k]`` is shown
+as is: anterior at the top, the patient's right on the image's left (radiological convention),
+which every figure states in a corner tag.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Patch
+
+from .volumes import LABELS
+from .windowing import WINDOWS, freqhist_bins, hist_scaled, resolve_windows, windowed
+
+LABEL_COLORS: dict[int, tuple[int, int, int]] = {1: (40, 200, 90), 2: (255, 70, 40)}
+"""Overlay colour (RGB, 0-255) of each label: liver green, tumor red-orange."""
+
+LABEL_ALPHA: dict[int, float] = {1: 0.35, 2: 0.6}
+
+
+def render_slice(
+    hu: np.ndarray,
+    mask: np.ndarray | None = None,
+    window: str | tuple[float, float] = "abdomen_soft",
+    alpha: float = 1.0,
+) -> np.ndarray:
+    """A windowed grey CT slice with the labels blended in colour.
+
+    Parameters
+    ----------
+    hu : ndarray, (H, W), Hounsfield units
+    mask : ndarray, (H, W), uint8 labels, optional
+    window : window name or ``(width, level)``
+    alpha : float
+        Scales the per-label opacities of :data:`LABEL_ALPHA` (0 hides the overlay).
+
+    Returns
+    -------
+    ndarray, uint8, (H, W, 3), RGB
+    """
+    (w, level), = resolve_windows([window])
+    grey = windowed(hu, w, level)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    if mask is not None and alpha > 0:
+        for label, colour in LABEL_COLORS.items():
+            sel = mask == label
+            if sel.any():
+                a = np.float32(min(1.0, LABEL_ALPHA[label] * alpha))
+                rgb[sel] = (1 - a) * rgb[sel] + a * (np.asarray(colour, np.float32) / 255)
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def label_legend_handles() -> list[Patch]:
+    """Legend patches for the overlay colours."""
+    return [Patch(color=np.asarray(LABEL_COLORS[k]) / 255, label=f"{k} {LABELS[k]}")
+            for k in LABEL_COLORS]
+
+
+def largest_slice(mask: np.ndarray, label: int = 1, at_least: int = 1) -> int | None:
+    """Index of the axial slice with the most voxels of ``label`` (``>= label``), or None.
+
+    For ``label=1`` the liver counts with its tumors (LiTS: liver = labels >= 1).
+    """
+    counts = (mask >= label).sum(axis=(0, 1)) if label == 1 else (mask == label).sum(axis=(0, 1))
+    k = int(np.argmax(counts))
+    return k if counts[k] >= at_least else None
+
+
+def key_slices(mask: np.ndarray, n: int = 4) -> list[int]:
+    """``n`` informative axial slices: the largest tumor slice (if any), then slices spread
+    evenly over the liver's extent. Sorted from feet to head."""
+    liver = np.flatnonzero((mask >= 1).any(axis=(0, 1)))
+    if liver.size == 0:
+        return list(np.linspace(0, mask.shape[2] - 1, n).astype(int))
+    chosen = []
+    tumor_k = largest_slice(mask, 2)
+    if tumor_k is not None:
+        chosen.append(tumor_k)
+    for q in np.linspace(0.15, 0.85, n):
+        k = int(liver[int(q * (liver.size - 1))])
+        if len(chosen) < n and all(abs(k - c) > 1 for c in chosen):
+            chosen.append(k)
+    return sorted(chosen)
+
+
+def _orient_tags(ax) -> None:
+    kw = dict(transform=ax.transAxes, color="yellow", fontsize=8, alpha=0.8)
+    ax.text(0.02, 0.5, "R", va="center", ha="left", **kw)
+    ax.text(0.98, 0.5, "L", va="center", ha="right", **kw)
+    ax.text(0.5, 0.98, "A", va="top", ha="center", **kw)
+
+
+def overlay_figure(
+    ct: np.ndarray,
+    mask: np.ndarray,
+    slices: Sequence[int],
+    spacing: Sequence[float] | None = None,
+    window: str | tuple[float, float] = "abdomen_soft",
+    title: str = "",
+    coronal: bool = True,
+) -> plt.Figure:
+    """Axial slices with the mask overlaid, plus a coronal reformat through the liver.
+
+    Parameters
+    ----------
+    ct : ndarray, (rows, columns, slices), HU, canonical
+    mask : ndarray, same shape, uint8 labels
+    slices : axial indices to show
+    spacing : (row, column, slice) mm, for the coronal aspect ratio and the captions
+    """
+    n = len(slices) + int(coronal)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.8), squeeze=False)
+    axes = axes[0]
+    ss = spacing[2] if spacing is not None else 1.0
+    for ax, k in zip(axes, slices, strict=False):
+        ax.imshow(render_slice(ct[:, :, k], mask[:, :, k], window), interpolation="nearest")
+        liver = int((mask[:, :, k] >= 1).sum())
+        tumor = int((mask[:, :, k] == 2).sum())
+        cap = f"slice {k}"
+        if spacing is not None:
+            px_cm2 = spacing[0] * spacing[1] / 100
+            cap += f" (z {k * ss:.0f} mm)\nliver {liver * px_cm2:.0f} cm², tumor {tumor * px_cm2:.1f} cm²"
+        ax.set_title(cap, fontsize=9)
+        _orient_tags(ax)
+        ax.axis("off")
+    if coronal:
+        ax = axes[-1]
+        row = int(np.argmax((mask >= 1).sum(axis=(1, 2)))) if mask.any() else ct.shape[0] // 2
+        img = render_slice(ct[row, :, :].T[::-1], mask[row, :, :].T[::-1], window)
+        aspect = ss / (spacing[1] if spacing is not None else 1.0)
+        ax.imshow(img, aspect=aspect, interpolation="nearest")
+        for k in slices:
+            ax.axhline(ct.shape[2] - 1 - k, color="yellow", lw=0.6, ls=":")
+        ax.set_title(f"coronal reformat (row {row})\ndotted: axial slices shown", fontsize=9)
+        kw = dict(transform=ax.transAxes, color="yellow", fontsize=8, alpha=0.8)
+        ax.text(0.02, 0.5, "R", va="center", **kw)
+        ax.text(0.5, 0.98, "S", va="top", ha="center", **kw)
+        ax.axis("off")
+    fig.legend(handles=label_legend_handles(), loc="lower center", ncol=2, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.94 if title else 1))
+    return fig
+
+
+def window_comparison_figure(
+    hu: np.ndarray,
+    windows: Iterable[str | tuple[float, float]] = ("abdomen_soft", "liver", "liver_wide",
+                                                     "spine_bone", "lungs"),
+    title: str = "",
+) -> plt.Figure:
+    """One axial slice without windowing (full HU range) and under several windows."""
+    names = list(windows)
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.0 * (len(names) + 1), 3.4))
+    axes[0].imshow(hu, cmap="gray", vmin=float(hu.min()), vmax=float(hu.max()))
+    axes[0].set_title(f"full range\n[{hu.min():.0f}, {hu.max():.0f}] HU", fontsize=9)
+    for ax, name, (w, level) in zip(axes[1:], names, resolve_windows(names), strict=True):
+        ax.imshow(windowed(hu, w, level), cmap="gray", vmin=0, vmax=1)
+        label = name if isinstance(name, str) else "custom"
+        ax.set_title(f"{label}: W {w:g} / L {level:g}\n[{level - w // 2:g}, {level + w // 2:g}] HU",
+                     fontsize=9)
+    for ax in axes:
+        _orient_tags(ax)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.92 if title else 1))
+    return fig
+
+
+def hu_histogram_figure(
+    ct: np.ndarray,
+    mask: np.ndarray | None = None,
+    windows: Iterable[str] = ("liver", "abdomen_soft"),
+    bins: int = 200,
+    hu_range: tuple[float, float] = (-1100, 1300),
+) -> plt.Figure:
+    """HU histogram of the volume (log scale) and, if a mask is given, of liver and tumor
+    voxels, with the windows shaded."""
+    import seaborn as sns
+
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 3.8))
+    edges = np.linspace(*hu_range, bins + 1)
+    counts, _ = np.histogram(ct, edges)
+    ax0.stairs(counts, edges, fill=True, color="0.4")
+    ax0.set_yscale("log")
+    ax0.set(xlabel="Hounsfield units", ylabel="voxels (log)", title="whole volume")
+    for name, colour in zip(windows, sns.color_palette("Set2"), strict=False):
+        w, level = WINDOWS[name]
+        for ax in (ax0, ax1):
+            ax.axvspan(level - w // 2, level + w // 2, color=colour, alpha=0.25,
+                       label=f"{name} window")
+    ax0.legend(fontsize=8)
+    if mask is not None:
+        fine = np.linspace(-200, 400, 121)
+        for label, colour in LABEL_COLORS.items():
+            sel = ct[mask == label]
+            if sel.size:
+                ax1.hist(sel, fine, density=True, histtype="stepfilled", alpha=0.55,
+                         color=np.asarray(colour) / 255,
+                         label=f"{LABELS[label]} (median {np.median(sel):.0f} HU)")
+        ax1.set(xlabel="Hounsfield units", ylabel="density",
+                title="inside the masks", xlim=(fine[0], fine[-1]))
+        ax1.legend(fontsize=8)
+    else:
+        ax1.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def freqhist_figure(hu: np.ndarray, n_bins: int = 100) -> plt.Figure:
+    """How ``freqhist_bins`` / ``hist_scaled`` equalise a slice: the breaks on the sorted
+    intensities, the mapping they define, and the equalised image next to the original."""
+    brks = freqhist_bins(hu, n_bins)
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
+    sorted_hu = np.sort(hu.ravel())
+    frac = np.linspace(0, 1, sorted_hu.size)
+    axes[0].plot(frac, sorted_hu, color="0.3", lw=1)
+    axes[0].plot(np.linspace(0, 1, brks.size), brks, ".", color="C3", ms=4,
+                 label=f"{brks.size} unique breaks")
+    axes[0].set(xlabel="fraction of pixels", ylabel="HU", title="sorted intensities")
+    axes[0].legend(fontsize=8)
+    grid = np.linspace(hu.min(), hu.max(), 512)
+    axes[1].plot(grid, hist_scaled(grid, brks), color="C3")
+    axes[1].plot(grid, windowed(grid, *WINDOWS["abdomen_soft"]), color="C0", ls="--",
+                 label="abdomen window")
+    axes[1].set(xlabel="HU", ylabel="output", title="hist_scaled mapping")
+    axes[1].legend(fontsize=8)
+    axes[2].imshow(windowed(hu, *WINDOWS["abdomen_soft"]), cmap="gray")
+    axes[2].set_title("abdomen window", fontsize=9)
+    axes[3].imshow(hist_scaled(hu, brks), cmap="gray", vmin=0, vmax=1)
+    axes[3].set_title("histogram-equalised (hist_scaled)", fontsize=9)
+    for ax in axes[2:]:
+        _orient_tags(ax)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def channels_figure(nchan: np.ndarray, names: Sequence[str]) -> plt.Figure:
+    """The channels of a ``to_nchan`` image side by side, and their RGB composite."""
+    c = nchan.shape[-1]
+    fig, axes = plt.subplots(1, c + 1, figsize=(3.2 * (c + 1), 3.5))
+    for i in range(c):
+        axes[i].imshow(nchan[..., i], cmap="gray", vmin=0, vmax=1)
+        axes[i].set_title(f"channel {i}: {names[i]}", fontsize=9)
+    if c in (1, 3):
+        axes[c].imshow(nchan if c == 3 else nchan[..., 0], cmap=None if c == 3 else "gray")
+        axes[c].set_title("as saved (RGB)", fontsize=9)
+    else:
+        axes[c].imshow(nchan[..., :3])
+        axes[c].set_title("first three channels as RGB", fontsize=9)
+    for ax in axes:
+        _orient_tags(ax)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Save a figure as PNG atomically (temporary name, then rename) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.part.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,252 @@
+"""Run the notebook series headless with papermill, one profile at a time.
+
+A *profile* (``notebooks/params/<name>.yaml``) names the notebooks to run, the data to use
+(generated demo cases, or a user's LiTS folder) and the parameters of each notebook. A run
+writes everything under ``outputs/<run>/``: the executed notebooks, the figures and results
+they save, and ``run.json`` (parameters, git commit, package versions, data fingerprint,
+timings), so any number in the outputs can be traced back to what produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from .errors import LiverTumorError
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+"""The repository root (the package is installed editable from lib/)."""
+
+NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
+PARAMS_DIR = NOTEBOOKS_DIR / "params"
+
+REPORTED_PACKAGES = (
+    "livertumor", "numpy", "scipy", "nibabel", "pandas", "matplotlib", "seaborn", "pillow",
+    "keras", "tensorflow", "tensorflow-cpu", "papermill", "ipywidgets",
+)
+
+
+def load_profile(name: str, params_dir: Path = PARAMS_DIR) -> dict:
+    """Read ``params_dir/<name>.yaml``.
+
+    Keys: ``description``; ``data`` (``data_dir``, relative to the repository root unless
+    absolute, and ``demo``: a mapping of :func:`make_demo_dataset` arguments, or absent for
+    real data); ``common`` (parameters given to every notebook); ``notebooks`` (notebook stem ->
+    its own parameters, in run order).
+    """
+    path = params_dir / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in params_dir.glob("*.yaml")))
+        raise LiverTumorError(f"unknown profile {name!r}; known profiles: {known}", path)
+    profile = yaml.safe_load(path.read_text()) or {}
+    profile.setdefault("common", {})
+    profile.setdefault("notebooks", {})
+    profile.setdefault("data", {})
+    profile["name"] = name
+    return profile
+
+
+def data_fingerprint(data_dir: str | Path) -> str:
+    """A cheap, copy-independent fingerprint of a LiTS folder (hex sha256).
+
+    Hashes, for every ``*.nii*`` file in sorted relative-path order: the relative path, the
+    size in bytes and the first 64 KiB (the header and the start of the data). It changes when
+    files are added, removed, resized or re-headed; it does not read whole volumes (LiTS is
+    ~50 GB), so a change confined to the middle of a volume's data goes unnoticed.
+    """
+    data_dir = Path(data_dir)
+    digest = hashlib.sha256()
+    for path in sorted(data_dir.rglob("*.nii*")):
+        rel = path.relative_to(data_dir)
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        digest.update(f"{rel.as_posix()}\0{path.stat().st_size}\0".encode())
+        with open(path, "rb") as fh:
+            digest.update(fh.read(1 << 16))
+    return digest.hexdigest()
+
+
+def git_commit(project_dir: Path = PROJECT_DIR) -> dict:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the repository."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=project_dir, capture_output=True, text=True,
+                              timeout=20)
+    try:
+        sha = git("rev-parse", "HEAD")
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    if sha.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": sha.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def package_versions(names=REPORTED_PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages that shape the results (missing ones omitted)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def environment_record() -> dict:
+    """Python, platform, packages and git state, for run manifests and model folders."""
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "git": git_commit(),
+    }
+
+
+def prepare_data(data_dir: str | Path, demo: dict | None = None, progress: bool = True) -> Path:
+    """Make sure ``data_dir`` holds cases: generate demo cases there when ``demo`` is given.
+
+    Generation skips cases already on disk, so calling this again is cheap. With
+    ``demo=None`` the folder must already exist (a user's LiTS copy).
+
+    Parameters
+    ----------
+    data_dir : str or Path
+    demo : dict, optional
+        Arguments of :func:`livertumor.demo_data.make_demo_dataset` (``n_cases``, ``seed``,
+        ``size``) and ``broken_examples`` (bool: also write a truncated volume and an unpaired
+        mask, so the bad-case handling shows on demo data).
+    """
+    data_dir = Path(data_dir)
+    if demo:
+        from .demo_data import make_demo_dataset
+        from .demo_faults import write_broken_examples
+
+        args = {k: v for k, v in demo.items() if k != "broken_examples"}
+        make_demo_dataset(data_dir, progress=progress, **args)
+        if demo.get("broken_examples"):
+            write_broken_examples(data_dir)
+    elif not data_dir.is_dir():
+        raise LiverTumorError(
+            "data directory not found; pass the folder holding your LiTS copy "
+            "(volume-N.nii and segmentation-N.nii files at any depth)", data_dir)
+    return data_dir
+
+
+def _resolve(path: str | Path, base: Path = PROJECT_DIR) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() else (base / path)
+
+
+def run_series(
+    profile: str = "demo",
+    data_dir: str | Path | None = None,
+    run_name: str | None = None,
+    only: list[str] | None = None,
+    outputs_dir: str | Path = PROJECT_DIR / "outputs",
+    progress: bool = True,
+) -> Path:
+    """Execute the profile's notebooks in order with papermill; return the run folder.
+
+    Parameters
+    ----------
+    profile : str
+        Name of a YAML file in ``notebooks/params/`` (``smoke``, ``demo``, ``full``).
+    data_dir : path, optional
+        A LiTS folder to use instead of the profile's; no demo data is generated then.
+    run_name : str, optional
+        Folder under ``outputs_dir``; defaults to the profile name.
+    only : list of str, optional
+        Notebook stems (or their number prefixes, ``"01"``) to run, in profile order.
+    outputs_dir : path
+        Parent of the run folder.
+
+    Returns
+    -------
+    Path of ``outputs_dir/<run>``, holding ``notebooks/``, ``figures/``, per-notebook results
+    and ``run.json``.
+
+    Raises
+    ------
+    LiverTumorError
+        Unknown profile or notebook, missing data folder, or a notebook that failed (the
+        message names the executed notebook to open).
+    """
+    import papermill as pm
+
+    prof = load_profile(profile)
+    demo = None if data_dir is not None else prof["data"].get("demo")
+    data_dir = _resolve(data_dir if data_dir is not None else prof["data"]["data_dir"])
+    run_dir = _resolve(outputs_dir) / (run_name or prof["name"])
+    names = list(prof["notebooks"])
+    if only:
+        wanted = [n for n in names if any(n == o or n.split("_")[0] == o for o in only)]
+        if not wanted:
+            raise LiverTumorError(f"none of {only} is a notebook of profile {profile!r}: "
+                                  f"{', '.join(names)}")
+        names = wanted
+
+    prepare_data(data_dir, demo, progress=progress)
+    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    record = {
+        "profile": prof["name"],
+        "description": prof.get("description", ""),
+        "data_dir": str(data_dir),
+        "data_fingerprint": data_fingerprint(data_dir),
+        "demo_data": demo,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **environment_record(),
+        "notebooks": {},
+    }
+    for name in names:
+        source = NOTEBOOKS_DIR / f"{name}.ipynb"
+        if not source.exists():
+            raise LiverTumorError(f"notebook {name} of profile {profile!r} not found", source)
+        params = {**prof["common"], **(prof["notebooks"][name] or {}),
+                  "data_dir": str(data_dir), "output_dir": str(run_dir)}
+        executed = run_dir / "notebooks" / f"{name}.ipynb"
+        t0 = time.perf_counter()
+        print(f"[{prof['name']}] {name} ...", flush=True)
+        try:
+            pm.execute_notebook(
+                str(source), str(executed), parameters=params, cwd=str(NOTEBOOKS_DIR),
+                kernel_name="python3", progress_bar=False, log_output=False,
+            )
+        except pm.PapermillExecutionError as err:
+            raise LiverTumorError(
+                f"notebook {name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}; "
+                "open the executed notebook to see the traceback", executed) from None
+        seconds = round(time.perf_counter() - t0, 1)
+        record["notebooks"][name] = {"parameters": params, "seconds": seconds,
+                                     "executed": str(executed.relative_to(run_dir))}
+        print(f"[{prof['name']}] {name} done in {seconds} s", flush=True)
+        _write_json(run_dir / "run.json", record)
+    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    _write_json(run_dir / "run.json", record)
+    return run_dir
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def describe_run(run_dir: str | Path) -> str:
+    """A few lines saying where a run's outputs are."""
+    run_dir = Path(run_dir)
+    lines = [f"outputs of this run: {run_dir}"]
+    for sub, what in (("notebooks", "executed notebooks"), ("figures", "figures")):
+        if (run_dir / sub).is_dir():
+            n = len([p for p in (run_dir / sub).iterdir() if not p.name.startswith(".")])
+            lines.append(f"  {what:<20} {run_dir / sub}  ({n} files)")
+    lines.append(f"  {'run manifest':<20} {run_dir / 'run.json'}")
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""Interactive slice viewers for Jupyter (ipywidgets).
+
+A slider move re-renders only the image: the slice is windowed and blended in numpy
+(:func:`livertumor.figures.render_slice`), encoded as PNG with Pillow and handed to an
+``ipywidgets.Image``; no matplotlib figure is redrawn. A 512x512 slice takes a few
+milliseconds, so scrolling stays fluid. In a headless run the widgets have no front end; the
+notebooks save static figures (:mod:`livertumor.figures`) for that case.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from .figures import LABEL_COLORS, render_slice
+from .volumes import LABELS
+from .windowing import WINDOWS, windowed
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """Encode a uint8 (H, W) or (H, W, 3) image as PNG (fast settings: display, not storage)."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def legend_html() -> str:
+    """HTML swatches for the label colours."""
+    items = []
+    for label, (r, g, b) in LABEL_COLORS.items():
+        items.append(
+            f'<span style="display:inline-block;width:12px;height:12px;'
+            f'background:rgb({r},{g},{b});margin:0 4px 0 12px;vertical-align:middle"></span>'
+            f"{label} {LABELS[label]}")
+    return "<span>0 background (no colour)</span>" + "".join(items)
+
+
+class SliceViewer:
+    """Scroll through the axial slices of a CT volume with its mask overlaid.
+
+    Parameters
+    ----------
+    ct : ndarray, (rows, columns, slices), HU, canonical orientation
+    mask : ndarray, same shape, uint8 labels, optional
+    spacing : (row, column, slice) in mm, optional (captions show areas and z in mm)
+    window : name from :data:`WINDOWS` shown first
+    start : slice index shown first (default: the middle slice)
+    width : displayed width in pixels
+
+    Display the viewer as the last expression of a cell. ``viewer.show(k)`` moves the slider.
+    """
+
+    def __init__(self, ct: np.ndarray, mask: np.ndarray | None = None,
+                 spacing: Sequence[float] | None = None, window: str = "abdomen_soft",
+                 start: int | None = None, width: int = 512):
+        import ipywidgets as w
+
+        if mask is not None and mask.shape != ct.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from the CT's {ct.shape}")
+        self.ct, self.mask, self.spacing = ct, mask, spacing
+        n = ct.shape[2]
+        self.slider = w.IntSlider(value=n // 2 if start is None else int(start), min=0,
+                                  max=n - 1, description="slice", continuous_update=True,
+                                  layout=w.Layout(width=f"{max(width, 300)}px"))
+        self.window = w.Dropdown(options=list(WINDOWS), value=window, description="window")
+        self.overlay = w.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.1,
+                                     description="mask", disabled=mask is None)
+        self.image = w.Image(format="png", width=width)
+        self.caption = w.HTML()
+        controls = w.HBox([self.window, self.overlay])
+        self.widget = w.VBox([self.slider, controls, self.image, self.caption,
+                              w.HTML(legend_html() if mask is not None else "")])
+        for control in (self.slider, self.window, self.overlay):
+            control.observe(self._update, names="value")
+        self._update()
+
+    def render(self, k: int) -> np.ndarray:
+        """The RGB image shown for slice ``k`` (uint8, (rows, columns, 3))."""
+        m = None if self.mask is None else self.mask[:, :, k]
+        return render_slice(self.ct[:, :, k], m, self.window.value, alpha=self.overlay.value)
+
+    def _update(self, _change=None) -> None:
+        k = self.slider.value
+        self.image.value = png_bytes(self.render(k))
+        parts = [f"slice {k} of {self.ct.shape[2] - 1} (0 = feet)"]
+        if self.spacing is not None:
+            parts.append(f"z = {k * self.spacing[2]:.1f} mm")
+        if self.mask is not None:
+            m = self.mask[:, :, k]
+            px = 1.0 if self.spacing is None else self.spacing[0] * self.spacing[1] / 100
+            unit = "px" if self.spacing is None else "cm²"
+            parts.append(f"liver {(m >= 1).sum() * px:.1f} {unit}, "
+                         f"tumor {(m == 2).sum() * px:.1f} {unit}")
+        self.caption.value = " · ".join(parts)
+
+    def show(self, k: int) -> None:
+        """Move to slice ``k``."""
+        self.slider.value = int(k)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class WindowExplorer:
+    """Window width / level sliders with the standard windows as presets.
+
+    Parameters
+    ----------
+    ct : ndarray, (rows, columns, slices), HU, canonical
+    start : slice index shown first
+    preset : name from :data:`WINDOWS` shown first
+    """
+
+    def __init__(self, ct: np.ndarray, start: int | None = None, preset: str = "liver",
+                 width: int = 512):
+        import ipywidgets as w
+
+        self.ct = ct
+        n = ct.shape[2]
+        w0, l0 = WINDOWS[preset]
+        self.preset = w.ToggleButtons(options=list(WINDOWS), value=preset,
+                                      description="preset", style={"button_width": "90px"})
+        self.width = w.IntSlider(value=int(w0), min=1, max=2500, step=1,
+                                 description="width (HU)", continuous_update=True)
+        self.level = w.IntSlider(value=int(l0), min=-1000, max=1000, step=1,
+                                 description="level (HU)", continuous_update=True)
+        self.slider = w.IntSlider(value=n // 2 if start is None else int(start), min=0,
+                                  max=n - 1, description="slice", continuous_update=True)
+        self.image = w.Image(format="png", width=width)
+        self.caption = w.HTML()
+        self.widget = w.VBox([self.preset, w.HBox([self.width, self.level]), self.slider,
+                              self.image, self.caption])
+        self.preset.observe(self._apply_preset, names="value")
+        for control in (self.width, self.level, self.slider):
+            control.observe(self._update, names="value")
+        self._update()
+
+    def _apply_preset(self, change) -> None:
+        w0, l0 = WINDOWS[change["new"]]
+        self.width.value, self.level.value = int(w0), int(l0)
+
+    def render(self) -> np.ndarray:
+        """The grey uint8 image currently shown, (rows, columns)."""
+        img = windowed(self.ct[:, :, self.slider.value], self.width.value, self.level.value)
+        return (img * 255 + 0.5).astype(np.uint8)
+
+    def _update(self, _change=None) -> None:
+        self.image.value = png_bytes(self.render())
+        w_, l_ = self.width.value, self.level.value
+        self.caption.value = (f"W {w_} / L {l_}: black at {l_ - w_ // 2} HU and below, white at "
+                              f"{l_ + w_ // 2} HU and above")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
