@@ -9,7 +9,9 @@ Prints, in one run on this machine:
 
 Peak memory is measured in a fresh child process per reader: the growth of its peak resident
 set (``VmHWM`` in /proc/self/status, which, unlike ``ru_maxrss``, does not inherit the parent's
-peak across exec) over the baseline after imports. Pages of a memory-mapped file count too. Run: ``python benchmarks/windowing_speed.py``.
+peak across exec) over the baseline after imports. Pages of a memory-mapped file count too.
+
+Run: ``python benchmarks/windowing_speed.py``.
 """
 
 from __future__ import annotations

@@ -8,11 +8,12 @@ import sys
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from conftest import SPACING, anatomy, write_case
 
 from livertumor import find_cases
 from livertumor.cases import CASE_COLUMNS
 from livertumor.volumes import canonical_affine_for, reorient_image
+
+from conftest import SPACING, anatomy, write_case
 
 
 def build_corpus(root):

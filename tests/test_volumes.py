@@ -8,7 +8,6 @@ import struct
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import ORIGIN, SPACING, anatomy, write_case
 
 from livertumor import (
     GridMismatchError,
@@ -21,6 +20,8 @@ from livertumor import (
     write_like,
 )
 from livertumor.volumes import canonical_affine_for, reorient_image
+
+from conftest import ORIGIN, SPACING, anatomy, write_case
 
 # A spread of on-disk orientations: LiTS-like (LPS, RAS, reversed slices) and permutations.
 ORIENTATIONS = [

@@ -46,7 +46,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .runner import describe_run, run_series
 
     only = [o.strip() for o in args.only.split(",")] if args.only else None
-    run_dir = run_series(args.profile, data_dir=args.data_dir, run_name=args.run, only=only)
+    run_dir = run_series(args.profile, data_dir=args.data_dir, run_name=args.run, only=only,
+                         outputs_dir=args.outputs_dir)
     print(describe_run(run_dir))
     return 0
 
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="a LiTS folder instead of the profile's data")
     p.add_argument("--run", help="run folder name under outputs/ (default: the profile name)")
     p.add_argument("--only", help="comma-separated notebooks to run, e.g. 01,02")
+    p.add_argument("--outputs-dir", type=Path, default=Path("outputs"),
+                   help="parent folder of the run folders (default: outputs)")
     p.set_defaults(func=_cmd_run)
     return parser
 

@@ -125,7 +125,8 @@ def overlay_figure(
         cap = f"slice {k}"
         if spacing is not None:
             px_cm2 = spacing[0] * spacing[1] / 100
-            cap += f" (z {k * ss:.0f} mm)\nliver {liver * px_cm2:.0f} cm², tumor {tumor * px_cm2:.1f} cm²"
+            cap += (f" (z {k * ss:.0f} mm)\n"
+                    f"liver {liver * px_cm2:.0f} cm², tumor {tumor * px_cm2:.1f} cm²")
         ax.set_title(cap, fontsize=9)
         _orient_tags(ax)
         ax.axis("off")

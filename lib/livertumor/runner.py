@@ -211,7 +211,8 @@ def run_series(
         if not source.exists():
             raise LiverTumorError(f"notebook {name} of profile {profile!r} not found", source)
         params = {**prof["common"], **(prof["notebooks"][name] or {}),
-                  "data_dir": str(data_dir), "output_dir": str(run_dir)}
+                  "data_dir": str(data_dir), "output_dir": str(run_dir),
+                  "generate_demo": False}  # prepared above
         executed = run_dir / "notebooks" / f"{name}.ipynb"
         t0 = time.perf_counter()
         print(f"[{prof['name']}] {name} ...", flush=True)

@@ -136,7 +136,8 @@ def _load_image(path: str | Path) -> tuple[Path, nib.Nifti1Image]:
     try:
         img = nib.load(path)
     except Exception as err:  # nibabel raises several types for unreadable files
-        raise NiftiReadError(f"not a readable NIfTI file ({type(err).__name__}: {err})", path)
+        raise NiftiReadError(
+            f"not a readable NIfTI file ({type(err).__name__}: {err})", path) from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise NiftiReadError(f"not a NIfTI file (nibabel reads it as {type(img).__name__})", path)
     shape = img.shape
@@ -233,7 +234,7 @@ class NiftiVolume:
                     f"data cannot be read, the file is truncated or corrupt "
                     f"({type(err).__name__}: {err})",
                     self.path,
-                )
+                ) from None
             self._raw = apply_orientation(data, self.geometry._to_canonical)
         return self._raw
 

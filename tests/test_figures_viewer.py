@@ -1,0 +1,102 @@
+"""Static figures, slice rendering and the ipywidgets viewers (without a browser)."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from livertumor import figures
+from livertumor.figures import LABEL_COLORS, key_slices, largest_slice, render_slice
+from livertumor.viewer import SliceViewer, WindowExplorer
+
+from conftest import anatomy
+
+
+def decode(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def test_render_slice_is_windowed_grey_with_coloured_labels():
+    hu = np.array([[-1000.0, 30.0], [1000.0, 30.0]])
+    mask = np.array([[0, 0], [0, 2]], np.uint8)
+    rgb = render_slice(hu, mask, (150, 30))
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 2, 3)
+    assert tuple(rgb[0, 0]) == (0, 0, 0) and tuple(rgb[1, 0]) == (255, 255, 255)
+    assert rgb[0, 1, 0] == rgb[0, 1, 1] == rgb[0, 1, 2]  # unlabelled mid-grey stays grey
+    r, g, b = rgb[1, 1].astype(int)
+    assert r > g and r > b  # tumor is tinted towards red
+    np.testing.assert_array_equal(render_slice(hu, mask, (150, 30), alpha=0),
+                                  render_slice(hu, None, (150, 30)))
+
+
+def test_largest_and_key_slices():
+    _, mask = anatomy()
+    assert largest_slice(mask, 2) in range(3, 6)
+    assert largest_slice(np.zeros_like(mask), 2) is None
+    ks = key_slices(mask, n=4)
+    assert ks == sorted(ks) and all((mask[:, :, k] >= 1).any() for k in ks)
+    assert any((mask[:, :, k] == 2).any() for k in ks)
+
+
+def test_slice_viewer_updates_only_its_image_on_slider_moves():
+    ct, mask = anatomy((40, 30, 12))
+    viewer = SliceViewer(ct.astype(np.float32), mask, spacing=(0.8, 0.8, 2.5), start=4)
+    first = viewer.image.value
+    np.testing.assert_array_equal(decode(first), viewer.render(4))
+    children_before = list(viewer.widget.children)
+    viewer.show(0)
+    assert viewer.image.value != first
+    np.testing.assert_array_equal(decode(viewer.image.value), viewer.render(0))
+    assert list(viewer.widget.children) == children_before  # same widgets, new image bytes
+    assert "slice 0" in viewer.caption.value and "cm²" in viewer.caption.value
+    viewer.window.value = "liver"
+    np.testing.assert_array_equal(decode(viewer.image.value), render_slice(
+        ct[:, :, 0].astype(np.float32), mask[:, :, 0], "liver"))
+
+
+def test_slice_viewer_rejects_a_mask_of_another_shape():
+    ct, mask = anatomy()
+    with pytest.raises(ValueError, match="mask shape"):
+        SliceViewer(ct, mask[:-1])
+
+
+def test_window_explorer_presets_move_the_sliders():
+    ct, _ = anatomy((40, 30, 12))
+    explorer = WindowExplorer(ct.astype(np.float32), start=3, preset="liver")
+    assert (explorer.width.value, explorer.level.value) == (150, 30)
+    before = explorer.image.value
+    explorer.preset.value = "abdomen_soft"
+    assert (explorer.width.value, explorer.level.value) == (400, 50)
+    assert explorer.image.value != before
+    assert "W 400 / L 50" in explorer.caption.value
+    np.testing.assert_array_equal(decode(explorer.image.value), explorer.render())
+
+
+def test_figures_draw_and_save_atomically(tmp_path):
+    ct, mask = anatomy((48, 40, 12))
+    ct = ct.astype(np.float32)
+    figs = {
+        "overlay": figures.overlay_figure(ct, mask, key_slices(mask, 3), (0.8, 0.8, 2.5),
+                                          title="t"),
+        "windows": figures.window_comparison_figure(ct[:, :, 4]),
+        "hist": figures.hu_histogram_figure(ct, mask),
+        "freq": figures.freqhist_figure(ct[:, :, 4]),
+        "chan": figures.channels_figure(np.random.default_rng(0).random((8, 8, 3)),
+                                        ["a", "b", "c"]),
+    }
+    for name, fig in figs.items():
+        path = figures.save_figure(fig, tmp_path / f"{name}.png")
+        with Image.open(path) as im:
+            assert im.size[0] > 300 and im.size[1] > 150
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.png" for n in figs)
+
+
+def test_label_colours_are_distinct():
+    assert LABEL_COLORS[1] != LABEL_COLORS[2]
