@@ -11,6 +11,7 @@ The public API, by pipeline stage (one module each; see lib/livertumor/README.md
 """
 
 from .cases import find_cases, summarize_cases
+from .demo_data import make_demo_dataset
 from .errors import GridMismatchError, LabelError, LiverTumorError, NiftiReadError, PairingError
 from .volumes import (
     CANONICAL_AXCODES,
@@ -23,14 +24,6 @@ from .volumes import (
     write_like,
 )
 from .windowing import WINDOWS, freqhist_bins, hist_scaled, save_jpg, to_nchan, windowed
-
-
-def make_demo_dataset(*args, **kwargs):
-    """Write synthetic LiTS-like cases; see :func:`livertumor.demo_data.make_demo_dataset`."""
-    from .demo_data import make_demo_dataset as _make
-
-    return _make(*args, **kwargs)
-
 
 __version__ = "0.1.0"
 

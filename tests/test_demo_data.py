@@ -1,0 +1,245 @@
+"""Tests of the synthetic LiTS-like case generator (small matrices, whole file in seconds)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from livertumor.demo_data import (
+    CSV_NAME,
+    case_geometry,
+    case_paths,
+    make_case,
+    make_demo_dataset,
+)
+from livertumor.volumes import read_geometry, read_mask, read_nii
+
+SIZE = 64
+N = 8
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    table = make_demo_dataset(root, n_cases=N, seed=0, size=SIZE, progress=False)
+    return root, table
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return {i: make_case(i, 0, SIZE) for i in range(N)}
+
+
+def test_layout_and_table(dataset):
+    root, table = dataset
+    assert len(table) == N
+    assert list(table["case_id"]) == list(range(N))
+    for i in range(N):
+        vol, seg = case_paths(root, i)
+        assert vol == root / f"volume_pt{1 + i // 4}" / f"volume-{i}.nii"
+        assert seg == root / "segmentations" / f"segmentation-{i}.nii"
+        assert vol.is_file() and seg.is_file()
+        assert table.loc[i, "volume"] == vol.relative_to(root).as_posix()
+    assert {p.name for p in root.iterdir()} == {"volume_pt1", "volume_pt2", "segmentations",
+                                                CSV_NAME}
+    on_disk = pd.read_csv(root / CSV_NAME, keep_default_na=False)
+    assert list(on_disk["case_id"]) == list(range(N))
+    assert (on_disk["n_tumors"].to_numpy() == table["n_tumors"].to_numpy()).all()
+    assert not any(p.name.startswith(".") for p in root.rglob("*"))  # no temporary files left
+
+
+def test_dtypes_scaling_labels_and_shared_grid(dataset):
+    root, _ = dataset
+    for i in range(N):
+        vol, seg = case_paths(root, i)
+        vimg, simg = nib.load(vol), nib.load(seg)
+        assert vimg.get_data_dtype() == np.int16
+        assert simg.get_data_dtype() == np.uint8
+        assert vimg.dataobj.slope == 1 and vimg.dataobj.inter == 0
+        raw = np.frombuffer(vol.read_bytes()[112:120], dtype="<f4")
+        assert raw.tolist() == [1.0, 0.0]  # scl_slope, scl_inter on disk
+        np.testing.assert_array_equal(vimg.affine, simg.affine)
+        assert vimg.shape == simg.shape
+        labels = np.unique(np.asanyarray(simg.dataobj))
+        assert set(labels.tolist()) <= {0, 1, 2}
+        assert 1 in labels
+
+
+def test_round_trip_equals_in_memory_case(dataset, cases):
+    root, _ = dataset
+    for i in range(N):
+        case = cases[i]
+        vol, seg = case_paths(root, i)
+        geo = read_geometry(vol)
+        assert geo.axcodes == case.axcodes
+        np.testing.assert_allclose(geo.canonical_affine, case.affine, atol=1e-4)
+        np.testing.assert_allclose(geo.spacing, case.spacing, rtol=1e-5)
+        ct = read_nii(vol)
+        assert ct.shape == case.ct.shape
+        np.testing.assert_array_equal(ct, case.ct.astype(np.float32))
+        np.testing.assert_array_equal(read_mask(seg, like=geo), case.mask)
+        assert case.ct.dtype == np.int16 and case.mask.dtype == np.uint8
+
+
+def test_deterministic_and_seed_dependent(dataset, tmp_path):
+    root, _ = dataset
+    again = make_demo_dataset(tmp_path / "again", n_cases=N, seed=0, size=SIZE, progress=False)
+    assert _digest(root) == _digest(tmp_path / "again")
+    pd.testing.assert_frame_equal(again, dataset[1])
+    other = tmp_path / "other"
+    make_demo_dataset(other, n_cases=2, seed=1, size=SIZE, progress=False)
+    a, b = _digest(root), _digest(other)
+    for i in range(2):
+        key = f"volume_pt1/volume-{i}.nii"
+        assert a[key] != b[key]
+
+
+def test_case_content_independent_of_n_cases(dataset, tmp_path):
+    root, _ = dataset
+    make_demo_dataset(tmp_path, n_cases=3, seed=0, size=SIZE, progress=False)
+    small, full = _digest(tmp_path), _digest(root)
+    for i in range(3):
+        for p in case_paths(tmp_path, i):
+            key = p.relative_to(tmp_path).as_posix()
+            assert small[key] == full[key]
+
+
+def test_tumor_counts_and_mask_agree(dataset, cases):
+    _, table = dataset
+    counts = table["n_tumors"].to_numpy()
+    assert (counts == 0).sum() >= 1
+    assert (counts >= 2).sum() >= 2
+    for i in range(N):
+        m = cases[i].mask
+        assert len(cases[i].tumors) == counts[i]
+        assert (m == 2).any() == (counts[i] > 0)
+        if counts[i]:
+            d = [float(v) for v in table.loc[i, "tumor_diameters_mm"].split(";")]
+            assert len(d) == counts[i]
+            assert all(5 <= v <= 65 for v in d)
+
+
+def test_tumors_inside_liver(cases):
+    for case in cases.values():
+        m = case.mask
+        tumor = m == 2
+        if not tumor.any():
+            continue
+        # tumor voxels sit in the liver: their neighbourhood is mostly liver or tumor
+        shell = ndimage.binary_dilation(tumor) & ~tumor
+        assert (m[shell] > 0).mean() > 0.5
+        # every tumor's centre lies in (or next to) the liver envelope
+        env = ndimage.binary_dilation(m > 0, iterations=2)
+        for t in case.tumors:
+            r, c, k = (int(round(v)) for v in t["centre_voxel"])
+            r, c, k = (min(max(v, 0), s - 1) for v, s in zip((r, c, k), m.shape, strict=True))
+            assert env[r, c, k]
+            assert t["kind"] in ("hypo", "hyper")
+
+
+def test_liver_on_patient_right_and_upper_abdomen(cases):
+    for case in cases.values():
+        m = case.mask > 0
+        rows, cols, slices = m.shape
+        r, c, k = np.argwhere(m).mean(axis=0)
+        assert c < cols / 2 - 0.05 * cols        # patient's right = low column index
+        assert k > 0.35 * slices                 # liver in the upper part of the scan
+        assert m[:, :, -1].sum() < m.sum(axis=(0, 1)).max()  # dome below the top slice
+        assert 700 < case.liver_ml < 2800
+
+
+def test_hu_statistics():
+    hypo_seen = 0
+    for i in range(N):
+        case = make_case(i, 0, 96)
+        ct, m = case.ct.astype(np.float32), case.mask
+        liver = ct[m == 1].mean()
+        assert 80 <= liver <= 150
+        corner = ct[:4, :4, :]
+        assert -1030 <= corner.mean() <= -960
+        assert ct.min() >= -1024 and ct.max() <= 3071
+        kinds = {t["kind"] for t in case.tumors}
+        if kinds == {"hypo"} and (m == 2).sum() > 20:
+            core = ndimage.binary_erosion(m == 2)
+            sel = core if core.sum() > 5 else (m == 2)
+            assert ct[sel].mean() < liver - 15
+            hypo_seen += 1
+        if kinds == {"hyper"} and (m == 2).sum() > 20:
+            assert ct[m == 2].mean() > liver
+    assert hypo_seen >= 1
+
+
+def test_spacing_rules_and_ranges():
+    for i in range(40):
+        g512 = case_geometry(i, 0, 512)
+        sp, sp2, ss = g512["spacing"]
+        assert sp == sp2 and 0.6 <= sp <= 0.92
+        assert ss in (0.7, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0)
+        assert 195 <= ss * g512["n_slices"] <= 245
+        g64 = case_geometry(i, 0, 64)
+        assert g64["spacing"][0] == pytest.approx(sp * 8)
+        assert ss <= g64["spacing"][2] <= max(ss, 1.5 * g64["spacing"][0]) + 1e-9
+        assert 15 <= g64["n_slices"] <= 60
+        for key in ("fov", "n_tumors", "axcodes"):
+            assert g64[key] == g512[key]
+
+
+def test_axcodes_vary(dataset):
+    _, table = dataset
+    codes = set(table["axcodes"])
+    assert "LPS" in codes
+    assert len(codes) >= 3
+    assert any(c[0] not in "LR" for c in codes)  # at least one permuted axis order
+    assert (table["axcodes"] == "LPS").sum() >= 3
+
+
+def test_skip_existing_and_overwrite(tmp_path):
+    root = tmp_path / "d"
+    t1 = make_demo_dataset(root, n_cases=3, seed=0, size=SIZE, progress=False)
+    paths = [p for i in range(3) for p in case_paths(root, i)]
+    before = {p: p.stat().st_mtime_ns for p in paths}
+    digest = _digest(root)
+    time.sleep(0.01)
+    t2 = make_demo_dataset(root, n_cases=3, seed=0, size=SIZE, progress=False)
+    pd.testing.assert_frame_equal(t1, t2)
+    assert all(p.stat().st_mtime_ns == before[p] for p in paths)
+    # a missing file regenerates that case only, identically
+    vol1, seg1 = case_paths(root, 1)
+    vol1.unlink()
+    make_demo_dataset(root, n_cases=3, seed=0, size=SIZE, progress=False)
+    assert vol1.exists()
+    assert all(p.stat().st_mtime_ns == before[p] for p in paths if p not in (vol1, seg1))
+    assert _digest(root) == digest
+    # without the CSV, skipped cases are described from their files
+    (root / CSV_NAME).unlink()
+    t3 = make_demo_dataset(root, n_cases=3, seed=0, size=SIZE, progress=False)
+    assert (t3["n_tumors"] <= t1["n_tumors"]).all()  # touching tumors count once
+    assert ((t3["n_tumors"] > 0) == (t1["n_tumors"] > 0)).all()
+    np.testing.assert_allclose(t3["liver_ml"], t1["liver_ml"], rtol=1e-3)
+    # overwrite rewrites the files, with the same bytes
+    make_demo_dataset(root, n_cases=3, seed=0, size=SIZE, progress=False, overwrite=True)
+    assert all(p.stat().st_mtime_ns != before[p] for p in paths if p not in (vol1, seg1))
+    assert _digest(root) == digest
+    # another seed recorded in the CSV is not silently mixed in
+    make_demo_dataset(root, n_cases=3, seed=5, size=SIZE, progress=False)
+    assert _digest(root) != digest
+
+
+def test_small_case_is_fast():
+    t0 = time.perf_counter()
+    case = make_case(3, 0, 64)
+    assert time.perf_counter() - t0 < 1.5
+    assert case.ct.shape[:2] == (64, 64)
+    assert case.phase["name"] == "portal venous"
