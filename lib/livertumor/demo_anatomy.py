@@ -1245,7 +1245,9 @@ def place_and_paint_tumors(an: Anatomy, cv: Canvas) -> list[dict]:
         return []
     depth = ndimage.distance_transform_edt(m, sampling=5.0)
     L = h["liver"]
-    case_kind = rt.choice(["hypo", "hypo", "hypo", "hyper", "mixed"])
+    # Most liver lesions are hypodense in the portal venous phase (metastases, HCC wash-out);
+    # hyperdense ones are the minority.
+    case_kind = rt.choice(["hypo", "hypo", "hypo", "hypo", "hyper", "mixed"])
     centres: list[tuple[np.ndarray, float]] = []
     out = []
     min_d = 2.2 * float(max(g.x[1] - g.x[0], g.z[1] - g.z[0] if g.z.size > 1 else 1.0))
@@ -1276,7 +1278,7 @@ def place_and_paint_tumors(an: Anatomy, cv: Canvas) -> list[dict]:
         rim = kind == "hypo" and rt.uniform() < 0.35
         necrosis = d > 28 and rt.uniform() < 0.5
         if kind == "hypo":
-            base = max(L - rt.uniform(30, 75), 30.0)
+            base = max(L - rt.uniform(40, 80), 25.0)
         else:
             base = L + rt.uniform(20, 50)
         rim_hu = L + rt.uniform(5, 30)
@@ -1311,7 +1313,7 @@ def place_and_paint_tumors(an: Anatomy, cv: Canvas) -> list[dict]:
         if necrosis:
             val = np.where(F > 0.45, F32(nec_hu) + tex, val)
         if rim:
-            val = np.where(F < 0.12, F32(rim_hu), val)
+            val = np.where(F < 0.05, F32(rim_hu), val)
         cv.paint(bb, region, val, label=2, occupy=True)
         nvox = int(region.sum())
         out.append(dict(centre_xyz=c, diameter_mm=float(2 * r), kind=kind, rim=bool(rim),
