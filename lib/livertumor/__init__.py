@@ -8,11 +8,24 @@ The public API, by pipeline stage (one module each; see lib/livertumor/README.md
 - windowing: :data:`WINDOWS`, :func:`windowed`, :func:`freqhist_bins`, :func:`hist_scaled`,
   :func:`to_nchan`, :func:`save_jpg`
 - demo_data: :func:`make_demo_dataset`
+- models, losses, metrics (Keras; loaded on first use so that ``import livertumor`` does not
+  import TensorFlow): :func:`build_unet`, :func:`build_resnet50_unet`, :func:`load_model`,
+  :class:`DiceCrossEntropy`, :func:`segmentation_metrics`, :class:`RegionDice`,
+  :class:`RegionIoU`
 """
+
+import importlib
 
 from .cases import find_cases, summarize_cases
 from .demo_data import make_demo_dataset
-from .errors import GridMismatchError, LabelError, LiverTumorError, NiftiReadError, PairingError
+from .errors import (
+    EncoderWeightsError,
+    GridMismatchError,
+    LabelError,
+    LiverTumorError,
+    NiftiReadError,
+    PairingError,
+)
 from .volumes import (
     CANONICAL_AXCODES,
     LABELS,
@@ -27,10 +40,28 @@ from .windowing import WINDOWS, freqhist_bins, hist_scaled, save_jpg, to_nchan, 
 
 __version__ = "0.1.0"
 
+# Keras-dependent names, imported on first access (PEP 562).
+_LAZY = {
+    "build_unet": "models", "build_resnet50_unet": "models", "load_model": "models",
+    "DiceCrossEntropy": "losses", "segmentation_metrics": "metrics", "RegionDice": "metrics",
+    "RegionIoU": "metrics",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CANONICAL_AXCODES", "LABELS", "WINDOWS",
-    "Geometry", "NiftiVolume", "GridMismatchError", "LabelError", "LiverTumorError",
-    "NiftiReadError", "PairingError",
+    "Geometry", "NiftiVolume",
+    "EncoderWeightsError", "GridMismatchError", "LabelError", "LiverTumorError", "NiftiReadError",
+    "PairingError",
     "find_cases", "summarize_cases", "freqhist_bins", "hist_scaled", "make_demo_dataset",
     "read_geometry", "read_mask", "read_nii", "save_jpg", "to_nchan", "windowed", "write_like",
+    *_LAZY,
 ]

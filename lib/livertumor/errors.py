@@ -41,3 +41,7 @@ class LabelError(LiverTumorError):
 
 class PairingError(LiverTumorError):
     """A volume has no mask, a mask has no volume, or a case id appears twice."""
+
+
+class EncoderWeightsError(LiverTumorError):
+    """Requested encoder weights are not on disk or do not fit a ResNet-50 without its top."""
