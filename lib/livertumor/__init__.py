@@ -8,6 +8,8 @@ The public API, by pipeline stage (one module each; see lib/livertumor/README.md
 - windowing: :data:`WINDOWS`, :func:`windowed`, :func:`freqhist_bins`, :func:`hist_scaled`,
   :func:`to_nchan`, :func:`save_jpg`
 - demo_data: :func:`make_demo_dataset`
+- scoring: :func:`lits_scores`, :func:`score_files`, :func:`aggregate_scores`,
+  :func:`detect_lesions`, :func:`slice_scores`
 - models, losses, metrics (Keras; loaded on first use so that ``import livertumor`` does not
   import TensorFlow): :func:`build_unet`, :func:`build_resnet50_unet`, :func:`load_model`,
   :class:`DiceCrossEntropy`, :func:`segmentation_metrics`, :class:`RegionDice`,
@@ -25,6 +27,15 @@ from .errors import (
     LiverTumorError,
     NiftiReadError,
     PairingError,
+)
+from .scoring import (
+    aggregate_detection,
+    aggregate_scores,
+    detect_lesions,
+    lits_scores,
+    mean_slice_scores,
+    score_files,
+    slice_scores,
 )
 from .volumes import (
     CANONICAL_AXCODES,
@@ -63,5 +74,7 @@ __all__ = [
     "PairingError",
     "find_cases", "summarize_cases", "freqhist_bins", "hist_scaled", "make_demo_dataset",
     "read_geometry", "read_mask", "read_nii", "save_jpg", "to_nchan", "windowed", "write_like",
+    "aggregate_detection", "aggregate_scores", "detect_lesions", "lits_scores",
+    "mean_slice_scores", "score_files", "slice_scores",
     *_LAZY,
 ]

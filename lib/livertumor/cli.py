@@ -52,6 +52,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train
+
+    config = TrainConfig(
+        architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
+        image_size=args.image_size, precision=args.precision, strategy=args.strategy,
+        encoder_weights=args.encoder_weights, seed=args.seed, learning_rate=args.learning_rate,
+        base_filters=args.base_filters, steps_per_epoch=args.steps_per_epoch,
+        patience=args.patience, augment=not args.no_augment)
+    result = train(args.export_dir, args.model_dir, config, verbose=2)
+    if result.get("already_trained"):
+        print(f"{args.model_dir} already holds a finished run with these settings")
+        return 0
+    best = result["best"]
+    print(f"trained {config.architecture} for {result['epochs_run']} epochs; best epoch "
+          f"{result['best_epoch']}: val_loss {best.get('val_loss', float('nan')):.4f}, "
+          f"val liver Dice {best.get('val_liver_dice', float('nan')):.3f}, "
+          f"val tumor Dice {best.get('val_tumor_dice', float('nan')):.3f}")
+    print(f"model, history and config in {args.model_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m livertumor",
@@ -93,6 +115,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs-dir", type=Path, default=Path("outputs"),
                    help="parent folder of the run folders (default: outputs)")
     p.set_defaults(func=_cmd_run)
+
+    from .training import ARCHITECTURES, PRECISIONS, STRATEGIES, TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser(
+        "train", help="train a U-Net or ResNet-50 U-Net on an export folder",
+        description="Train on the train split of EXPORT_DIR (some training cases held out for "
+                    "validation) and write MODEL_DIR: model.keras, best/last checkpoints, "
+                    "history.csv, config.json, preprocessing.json, TensorBoard logs. Run the "
+                    "same command again to resume an interrupted run.")
+    p.add_argument("export_dir", type=Path, metavar="EXPORT_DIR")
+    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    p.add_argument("--architecture", choices=ARCHITECTURES, default=d.architecture)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--image-size", type=int, default=d.image_size, metavar="PX")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision)
+    p.add_argument("--strategy", choices=STRATEGIES, default=d.strategy)
+    p.add_argument("--encoder-weights", default=d.encoder_weights,
+                   help="none, imagenet (a local file; nothing is downloaded) or a path")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    p.add_argument("--base-filters", type=int, default=d.base_filters, help="U-Net width")
+    p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch,
+                   help="0: slices / batch size")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

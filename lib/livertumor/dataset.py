@@ -1,0 +1,234 @@
+"""Training data from an export folder: manifest -> validation split -> ``tf.data`` pipelines.
+
+The export (``livertumor export``) writes 8-bit RGB JPEG slices, PNG label maps and
+``manifest.csv``. Here they become batches of ``(image, mask)``:
+
+* ``image``: float32 (B, S, S, 3) in [0, 1] (the JPEG divided by 255: the ``to_nchan``
+  channels of the export), S = ``image_size``;
+* ``mask``: uint8 (B, S, S) labels 0 background, 1 liver, 2 tumor.
+
+Validation uses whole training *cases* held out from the training split, never the test split,
+so no patient is on both sides. The test split is left for evaluation. TensorFlow-specific code
+lives here (and in the distribution strategy); the models, loss and metrics are pure Keras.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import LiverTumorError
+
+MANIFEST_COLUMNS = ("case_id", "split", "slice_index", "image", "mask", "tumor_pixels")
+
+
+def load_manifest(export_dir: str | Path) -> pd.DataFrame:
+    """Read ``export_dir/manifest.csv`` with absolute image and mask paths.
+
+    Returns
+    -------
+    DataFrame with at least :data:`MANIFEST_COLUMNS`; ``image`` and ``mask`` are absolute.
+
+    Raises
+    ------
+    LiverTumorError
+        Missing manifest, missing columns, or an empty manifest.
+    """
+    export_dir = Path(export_dir)
+    path = export_dir / "manifest.csv"
+    if not path.exists():
+        raise LiverTumorError("no manifest.csv: export the slices first "
+                              "(python -m livertumor export DATA_DIR OUT_DIR)", export_dir)
+    table = pd.read_csv(path)
+    missing = [c for c in MANIFEST_COLUMNS if c not in table.columns]
+    if missing:
+        raise LiverTumorError(f"manifest lacks columns {missing}", path)
+    if table.empty:
+        raise LiverTumorError("manifest lists no slices", path)
+    table["image"] = [str(export_dir / p) for p in table["image"]]
+    table["mask"] = [str(export_dir / p) for p in table["mask"]]
+    return table
+
+
+def split_validation(train: pd.DataFrame, fraction: float = 0.2, seed: int = 0
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out whole training cases for validation, stratified by tumor presence.
+
+    Cases with and without tumor are shuffled separately (numpy ``default_rng(seed)``) and
+    ``round(fraction * n)`` of each group (at least one case in total when there are two or
+    more cases) go to validation.
+
+    Parameters
+    ----------
+    train : DataFrame
+        Manifest rows of the training split.
+    fraction : float in [0, 1)
+
+    Returns
+    -------
+    (train_rows, validation_rows), disjoint by ``case_id``.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    per_case = train.groupby("case_id")["tumor_pixels"].sum()
+    rng = np.random.default_rng(seed)
+    val_cases: list = []
+    for has_tumor in (True, False):
+        ids = sorted(per_case.index[(per_case > 0) == has_tumor])
+        rng.shuffle(ids)
+        val_cases += ids[: int(round(fraction * len(ids)))]
+    if fraction > 0 and not val_cases and len(per_case) >= 2:
+        val_cases = [sorted(per_case.index)[int(rng.integers(len(per_case)))]]
+    is_val = train["case_id"].isin(val_cases)
+    return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random geometric and intensity changes that keep anatomy plausible.
+
+    No left-right (or up-down) flips: the liver is on the patient's right and the spine is
+    posterior in every CT, and a model should be able to rely on that. Rotations, scaling and
+    shifts stay small, like differences in patient position.
+
+    Attributes
+    ----------
+    rotation_deg : maximum absolute in-plane rotation
+    scale : maximum relative zoom in or out
+    shift : maximum translation as a fraction of the image side
+    brightness, contrast : maximum additive / relative intensity change (on [0, 1] images)
+    """
+
+    rotation_deg: float = 10.0
+    scale: float = 0.1
+    shift: float = 0.06
+    brightness: float = 0.05
+    contrast: float = 0.1
+
+
+def _decode(image_path, mask_path, size: int):
+    """Read one JPEG image and PNG mask, resized to ``size``; both stay uint8 (cache-friendly)."""
+    import tensorflow as tf
+
+    image = tf.io.decode_jpeg(tf.io.read_file(image_path), channels=3)
+    mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)
+    if size:
+        image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+        image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+        mask = tf.image.resize(mask, (size, size), method="nearest")
+    return image, tf.cast(mask[..., 0], tf.uint8)
+
+
+def _to_float(image, mask):
+    import tensorflow as tf
+
+    return tf.cast(image, tf.float32) / 255.0, mask
+
+
+def _augment(image, mask, aug: Augmentation, seed):
+    """The same random affine map for image (bilinear) and mask (nearest neighbour)."""
+    import tensorflow as tf
+
+    size = tf.cast(tf.shape(image)[0], tf.float32)
+    u = tf.random.stateless_uniform((6,), seed=seed, minval=-1.0, maxval=1.0)
+    angle = u[0] * aug.rotation_deg * math.pi / 180
+    zoom = 1.0 + u[1] * aug.scale
+    tx, ty = u[2] * aug.shift * size, u[3] * aug.shift * size
+    c = (size - 1) / 2
+    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    # Output pixel (x, y) samples the input at R(x - c) + c + t (inverse map, as TF expects).
+    transform = tf.stack([cos, -sin, c - cos * c + sin * c + tx,
+                          sin, cos, c - sin * c - cos * c + ty, 0.0, 0.0])[None]
+    shape = tf.shape(image)[:2]
+
+    def warp(x, interpolation):
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=x[None], transforms=transform, output_shape=shape, fill_value=0.0,
+            interpolation=interpolation, fill_mode="CONSTANT")[0]
+
+    image = warp(image, "BILINEAR")
+    mask = tf.cast(warp(tf.cast(mask[..., None], tf.float32), "NEAREST")[..., 0], tf.uint8)
+    image = (image - 0.5) * (1.0 + u[4] * aug.contrast) + 0.5 + u[5] * aug.brightness
+    return tf.clip_by_value(image, 0.0, 1.0), mask
+
+
+def make_dataset(
+    rows: pd.DataFrame,
+    batch_size: int,
+    image_size: int = 0,
+    training: bool = False,
+    seed: int = 0,
+    tumor_oversampling: float = 2.0,
+    augmentation: Augmentation | None = Augmentation(),
+    cache: bool = True,
+):
+    """A ``tf.data.Dataset`` of ``(image, mask)`` batches from manifest rows.
+
+    Parameters
+    ----------
+    rows : DataFrame with absolute ``image`` and ``mask`` paths and ``tumor_pixels``
+    batch_size : int
+    image_size : int
+        Side S of the square model input; 0 keeps the exported size.
+    training : bool
+        True: an endless stream (pass ``steps_per_epoch`` to ``fit``) in which slices with
+        tumor are drawn ``tumor_oversampling`` times as often as the others, shuffled and
+        augmented. False: every row once, in manifest order, unaugmented.
+    seed : int
+        Seeds shuffling, sampling and augmentation (stateless augmentation keyed by the
+        element's position in the stream).
+    cache : bool
+        Keep decoded uint8 slices in memory after the first pass (3 bytes per pixel: the demo
+        export fits easily; full LiTS at 256 px needs about 6 GB, so turn it off there or
+        cache to a file).
+
+    Returns
+    -------
+    tf.data.Dataset yielding float32 (B, S, S, 3) images in [0, 1] and uint8 (B, S, S) masks.
+
+    Notes
+    -----
+    Oversampling mixes two streams with ``sample_from_datasets``: all slices uniformly, and
+    tumor slices uniformly, with weights ``1 : (k - 1) T / N`` (N slices, T with tumor), so a
+    tumor slice is drawn ``k`` times as often as a slice without.
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    if rows.empty:
+        raise LiverTumorError("no slices to build a dataset from")
+
+    def decoded(subset):
+        ds = tf.data.Dataset.from_tensor_slices((subset["image"].to_numpy(dtype=str),
+                                                 subset["mask"].to_numpy(dtype=str)))
+        ds = ds.map(lambda i, m: _decode(i, m, image_size), num_parallel_calls=autotune,
+                    deterministic=True)
+        return ds.cache() if cache else ds
+
+    if not training:
+        return decoded(rows).map(_to_float).batch(batch_size).prefetch(autotune)
+
+    def endless(subset, salt):
+        return decoded(subset).shuffle(len(subset), seed=seed + salt,
+                                       reshuffle_each_iteration=True).repeat()
+
+    tumor = rows[rows["tumor_pixels"] > 0]
+    n, t = len(rows), len(tumor)
+    ds = endless(rows, 0)
+    if tumor_oversampling > 1 and 0 < t < n:
+        w_tumor = (tumor_oversampling - 1) * t / n
+        ds = tf.data.Dataset.sample_from_datasets(
+            [ds, endless(tumor, 1)], weights=[1 / (1 + w_tumor), w_tumor / (1 + w_tumor)],
+            seed=seed)
+    ds = ds.map(_to_float)
+    if augmentation is not None:
+        keyed = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
+        ds = keyed.map(
+            lambda xy, k: _augment(xy[0], xy[1], augmentation,
+                                   tf.stack([tf.cast(seed, tf.int64), k])),
+            num_parallel_calls=autotune, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(autotune)

@@ -1,0 +1,150 @@
+"""Training: model folder artifacts, resume after a kill, settings guard, precision, strategy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from livertumor import LiverTumorError
+from livertumor.training import TrainConfig, read_history, train
+
+pytestmark = pytest.mark.xdist_group("training")
+
+TINY = dict(image_size=64, batch_size=8, base_filters=8, depth=3, patience=0)
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    from fake_export import fake_export
+
+    return fake_export(tmp_path_factory.mktemp("export"), n_cases=5, size=64)
+
+
+def test_training_writes_a_complete_model_folder(export_dir, tmp_path):
+    import keras
+
+    from livertumor.models import load_model
+
+    result = train(export_dir, tmp_path / "m", TrainConfig(epochs=2, **TINY), verbose=0)
+    names = {p.name for p in (tmp_path / "m").iterdir()}
+    assert {"model.keras", "best.keras", "last.keras", "history.csv", "config.json",
+            "preprocessing.json", "logs"} <= names
+    assert "backup" not in names  # removed once training finished
+    history = read_history(tmp_path / "m")
+    assert list(history["epoch"]) == [0, 1]
+    for col in ("loss", "val_loss", "liver_dice", "val_liver_dice", "tumor_dice", "learning_rate"):
+        assert col in history
+    record = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert record["config"]["epochs"] == 2 and "packages" in record and "git" in record
+    assert set(record["data"]["train_cases"]).isdisjoint(record["data"]["validation_cases"])
+    manifest = pd.read_csv(export_dir / "manifest.csv")
+    test_cases = set(manifest.loc[manifest["split"] == "test", "case_id"])
+    assert test_cases.isdisjoint(record["data"]["train_cases"] + record["data"]["validation_cases"])
+    assert result["epochs_run"] == 2
+    model = load_model(tmp_path / "m" / "model.keras")
+    out = model.predict(np.zeros((1, 64, 64, 3), np.float32), verbose=0)
+    assert out.shape == (1, 64, 64, 3)
+    np.testing.assert_allclose(out.sum(-1), 1, atol=1e-4)
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_a_finished_run_is_not_repeated_and_other_settings_are_refused(export_dir, tmp_path):
+    config = TrainConfig(epochs=1, **TINY)
+    train(export_dir, tmp_path / "m", config, verbose=0)
+    again = train(export_dir, tmp_path / "m", config, verbose=0)
+    assert again["already_trained"] is True
+    with pytest.raises(LiverTumorError, match="epochs differ"):
+        train(export_dir, tmp_path / "m", TrainConfig(epochs=3, **TINY), verbose=0)
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    import keras
+    from livertumor.training import TrainConfig, train
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == int(sys.argv[3]):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    config = TrainConfig(**{CONFIG})
+    train(sys.argv[1], sys.argv[2], config, callbacks=[Kill()], verbose=0)
+""")
+
+
+def test_a_killed_run_resumes_after_the_last_finished_epoch(export_dir, tmp_path):
+    settings = dict(epochs=5, **TINY)
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER.replace("{CONFIG}", repr(settings)))
+    model_dir = tmp_path / "m"
+    res = subprocess.run([sys.executable, str(script), str(export_dir), str(model_dir), "2"],
+                         capture_output=True, text=True, env=ENV, timeout=600)
+    assert res.returncode == -9, res.stderr[-2000:]
+    before = read_history(model_dir)
+    assert list(before["epoch"]) == [0, 1, 2]
+    assert not (model_dir / "model.keras").exists()
+    assert (model_dir / "backup").is_dir()
+
+    result = train(export_dir, model_dir, TrainConfig(**settings), verbose=0)
+    after = read_history(model_dir)
+    assert list(after["epoch"]) == [0, 1, 2, 3, 4]
+    pd.testing.assert_frame_equal(after.iloc[:3], before)  # finished epochs kept as they were
+    assert result["epochs_before_this_call"] == 3
+    # the schedule continued: learning rate keeps falling across the restart
+    assert after["learning_rate"].is_monotonic_decreasing
+    assert (model_dir / "model.keras").exists()
+
+
+def test_mixed_bfloat16_trains_and_restores_the_policy(export_dir, tmp_path):
+    import keras
+
+    result = train(export_dir, tmp_path / "m",
+                   TrainConfig(epochs=1, precision="mixed_bfloat16", **TINY), verbose=0)
+    assert np.isfinite(result["last"]["loss"])
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_mirrored_strategy_on_two_logical_cpus(export_dir, tmp_path):
+    code = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from livertumor.training import TrainConfig, train
+        r = train(sys.argv[1], sys.argv[2],
+                  TrainConfig(epochs=1, strategy="mirrored", **{TINY!r}), verbose=0)
+        print(json.dumps({{"replicas": r["replicas"], "loss": r["last"]["loss"]}}))
+    """)
+    res = subprocess.run([sys.executable, "-c", code, str(export_dir), str(tmp_path / "m")],
+                         capture_output=True, text=True, env=ENV, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == 2 and np.isfinite(out["loss"])
+
+
+def test_train_cli(export_dir, tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "livertumor", "train", str(export_dir), str(tmp_path / "m"),
+         "--architecture", "resnet50_unet", "--epochs", "1", "--image-size", "64",
+         "--batch-size", "4", "--steps-per-epoch", "2"],
+        capture_output=True, text=True, env=ENV, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "trained resnet50_unet for 1 epochs" in res.stdout
+    assert (tmp_path / "m" / "model.keras").exists()
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="divisible by 32"):
+        TrainConfig(architecture="resnet50_unet", image_size=100)
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="float16")
+    assert TrainConfig.from_dict({"epochs": 3, "data_dir": "x"}).epochs == 3
