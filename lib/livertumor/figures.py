@@ -272,3 +272,101 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
     fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white")
     os.replace(tmp, path)
     return path
+
+
+def _mask_rgb(mask: np.ndarray) -> np.ndarray:
+    rgb = np.zeros(mask.shape + (3,), np.uint8)
+    for label, colour in LABEL_COLORS.items():
+        rgb[mask == label] = colour
+    return rgb
+
+
+def batch_figure(images: np.ndarray, masks: np.ndarray, n: int = 8,
+                 title: str = "") -> plt.Figure:
+    """Model inputs with their label maps overlaid (e.g. a batch after augmentation).
+
+    Parameters
+    ----------
+    images : float (B, H, W, 3) in [0, 1], the ``to_nchan`` channels as RGB
+    masks : uint8 (B, H, W) labels
+    """
+    n = min(n, len(images))
+    cols = min(n, 4)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, ax in enumerate(axes.ravel()[:n]):
+        img = np.asarray(images[i], np.float32)
+        overlay = img.copy()
+        m = np.asarray(masks[i])
+        for label, colour in LABEL_COLORS.items():
+            sel = m == label
+            a = LABEL_ALPHA[label]
+            overlay[sel] = (1 - a) * overlay[sel] + a * np.asarray(colour) / 255
+        ax.imshow(np.clip(overlay, 0, 1))
+        ax.set_title(f"liver {int((m >= 1).sum())} px, tumor {int((m == 2).sum())} px",
+                     fontsize=8)
+    fig.legend(handles=label_legend_handles(), loc="lower center", ncol=2, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95 if title else 1))
+    return fig
+
+
+def history_figure(history, title: str = "") -> plt.Figure:
+    """Training and validation curves per epoch: loss, liver Dice, tumor Dice.
+
+    Parameters
+    ----------
+    history : DataFrame with ``epoch`` and Keras log columns (``loss``, ``val_loss``,
+        ``liver_dice``, ``val_liver_dice``, ...), e.g. ``training.read_history``.
+    """
+    panels = [("loss", "loss (cross-entropy + Dice)"), ("liver_dice", "liver Dice"),
+              ("tumor_dice", "tumor Dice")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    epochs = np.asarray(history["epoch"]) + 1
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            col = prefix + key
+            if col in history:
+                ax.plot(epochs, history[col], style, marker="o", ms=3,
+                        label="validation" if prefix else "training")
+        ax.set(xlabel="epoch", title=label)
+        if key != "loss":
+            ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.92 if title else 1))
+    return fig
+
+
+def prediction_figure(images: np.ndarray, truths: np.ndarray, preds: np.ndarray,
+                      captions: Sequence[str] | None = None, title: str = "") -> plt.Figure:
+    """Original / true / predicted, one row per slice (the seed report's Figures 1-2).
+
+    Parameters
+    ----------
+    images : (N, H, W, 3) float in [0, 1] or (N, H, W) HU-windowed grey in [0, 1]
+    truths, preds : (N, H, W) uint8 labels
+    captions : one string per row (shown over the original)
+    """
+    n = len(images)
+    fig, axes = plt.subplots(n, 3, figsize=(9.0, 3.0 * n), squeeze=False)
+    for i in range(n):
+        img = np.asarray(images[i])
+        axes[i, 0].imshow(img if img.ndim == 3 else img, cmap=None if img.ndim == 3 else "gray")
+        axes[i, 1].imshow(_mask_rgb(truths[i]))
+        axes[i, 2].imshow(_mask_rgb(preds[i]))
+        axes[i, 0].set_title(captions[i] if captions else "original", fontsize=8)
+        axes[i, 1].set_title("true mask", fontsize=8)
+        axes[i, 2].set_title("predicted mask", fontsize=8)
+        for ax in axes[i]:
+            ax.axis("off")
+    fig.legend(handles=label_legend_handles(), loc="lower center", ncol=2, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.96 if title else 1))
+    return fig

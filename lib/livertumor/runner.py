@@ -40,8 +40,11 @@ def load_profile(name: str, params_dir: Path = PARAMS_DIR) -> dict:
 
     Keys: ``description``; ``data`` (``data_dir``, relative to the repository root unless
     absolute, and ``demo``: a mapping of :func:`make_demo_dataset` arguments, or absent for
-    real data); ``common`` (parameters given to every notebook); ``notebooks`` (notebook stem ->
-    its own parameters, in run order).
+    real data); ``common`` (parameters given to every notebook; values of keys ending in
+    ``_dir`` are paths relative to the repository root); ``notebooks``: the run order, a list
+    whose entries are a notebook stem, or a mapping ``{notebook: stem, name: run name,
+    parameters: {...}}`` (one notebook can run several times, e.g. once per architecture).
+    The result's ``notebooks`` is normalised to a list of ``{notebook, name, parameters}``.
     """
     path = params_dir / f"{name}.yaml"
     if not path.exists():
@@ -52,6 +55,14 @@ def load_profile(name: str, params_dir: Path = PARAMS_DIR) -> dict:
     profile.setdefault("notebooks", {})
     profile.setdefault("data", {})
     profile["name"] = name
+    entries = []
+    for entry in profile["notebooks"]:
+        if isinstance(entry, str):
+            entry = {"notebook": entry}
+        entries.append({"notebook": entry["notebook"],
+                        "name": entry.get("name", entry["notebook"]),
+                        "parameters": dict(entry.get("parameters") or {})})
+    profile["notebooks"] = entries
     return profile
 
 
@@ -186,13 +197,16 @@ def run_series(
     demo = None if data_dir is not None else prof["data"].get("demo")
     data_dir = _resolve(data_dir if data_dir is not None else prof["data"]["data_dir"])
     run_dir = _resolve(outputs_dir) / (run_name or prof["name"])
-    names = list(prof["notebooks"])
+    entries = prof["notebooks"]
     if only:
-        wanted = [n for n in names if any(n == o or n.split("_")[0] == o for o in only)]
-        if not wanted:
-            raise LiverTumorError(f"none of {only} is a notebook of profile {profile!r}: "
-                                  f"{', '.join(names)}")
-        names = wanted
+        entries = [e for e in entries
+                   if any(o in (e["name"], e["notebook"], e["notebook"].split("_")[0])
+                          for o in only)]
+        if not entries:
+            names = ", ".join(e["name"] for e in prof["notebooks"])
+            raise LiverTumorError(f"none of {only} is a notebook of profile {profile!r}: {names}")
+    common = {k: (str(_resolve(v)) if k.endswith("_dir") and isinstance(v, str) else v)
+              for k, v in prof["common"].items()}
 
     prepare_data(data_dir, demo, progress=progress)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -206,11 +220,12 @@ def run_series(
         **environment_record(),
         "notebooks": {},
     }
-    for name in names:
-        source = NOTEBOOKS_DIR / f"{name}.ipynb"
+    for entry in entries:
+        name = entry["name"]
+        source = NOTEBOOKS_DIR / f"{entry['notebook']}.ipynb"
         if not source.exists():
             raise LiverTumorError(f"notebook {name} of profile {profile!r} not found", source)
-        params = {**prof["common"], **(prof["notebooks"][name] or {}),
+        params = {**common, **entry["parameters"],
                   "data_dir": str(data_dir), "output_dir": str(run_dir),
                   "generate_demo": False}  # prepared above
         executed = run_dir / "notebooks" / f"{name}.ipynb"
@@ -226,7 +241,8 @@ def run_series(
                 f"notebook {name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}; "
                 "open the executed notebook to see the traceback", executed) from None
         seconds = round(time.perf_counter() - t0, 1)
-        record["notebooks"][name] = {"parameters": params, "seconds": seconds,
+        record["notebooks"][name] = {"notebook": entry["notebook"], "parameters": params,
+                                     "seconds": seconds,
                                      "executed": str(executed.relative_to(run_dir))}
         print(f"[{prof['name']}] {name} done in {seconds} s", flush=True)
         _write_json(run_dir / "run.json", record)

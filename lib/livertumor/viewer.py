@@ -155,3 +155,34 @@ class WindowExplorer:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def live_curves():
+    """A Keras callback that redraws the training curves in the notebook after every epoch.
+
+    The figure lives in one IPython display handle that is updated in place, so the notebook
+    keeps a single, current plot (in a headless run, the last one is stored).
+    """
+    import keras
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from IPython.display import display
+
+    from .figures import history_figure
+
+    class LiveCurves(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.rows: list[dict] = []
+            self.handle = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+            fig = history_figure(pd.DataFrame(self.rows), title=f"after epoch {epoch + 1}")
+            if self.handle is None:
+                self.handle = display(fig, display_id=True)
+            else:
+                self.handle.update(fig)
+            plt.close(fig)
+
+    return LiveCurves()
