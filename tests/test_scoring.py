@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import json
 import math
 
 import nibabel as nib
@@ -515,3 +516,27 @@ def test_score_files_names_the_file_with_bad_labels(tmp_path):
 def test_docstring_examples_run():
     result = doctest.testmod(scoring, extraglobs={"np": np})
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_score_cli_prints_the_table_and_rejects_a_non_mask(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import anatomy, write_case
+
+    ct, mask = anatomy()
+    _, truth = write_case(tmp_path / "ref", 0, ct, mask, axcodes=("L", "P", "S"))
+    pred_mask = mask.copy()
+    pred_mask[5:8, 3:6, 3:6] = 1  # the tumor is missed
+    volume, pred = write_case(tmp_path / "pred", 0, ct, pred_mask, axcodes=("R", "A", "S"))
+    cmd = [sys.executable, "-m", "livertumor", "score"]
+    res = subprocess.run(cmd + [str(pred), str(truth)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "lesions: 0 found, 1 missed, 0 false positive" in res.stdout
+    tumor_row = next(line for line in res.stdout.splitlines() if line.startswith("tumor"))
+    assert tumor_row.split()[1] == "0.000"
+    res = subprocess.run(cmd + [str(pred), str(truth), "--json"], capture_output=True, text=True)
+    assert json.loads(res.stdout)["liver_dice"] == 1.0
+    res = subprocess.run(cmd + [str(volume), str(truth)], capture_output=True, text=True)
+    assert res.returncode == 2 and "unexpected label values" in res.stderr
+    assert str(volume) in res.stderr and not res.stdout

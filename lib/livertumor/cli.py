@@ -74,6 +74,35 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    from .scoring import score_files
+
+    scores = score_files(args.pred, args.truth, connectivity=args.connectivity)
+    if args.json:
+        print(json.dumps(scores, indent=2, default=lambda v: None if v != v else v))
+        return 0
+    spacing = ", ".join(f"{v:.3g}" for v in scores["spacing_mm"])
+    print(f"{args.pred} against {args.truth} (spacing {spacing} mm, "
+          f"surface connectivity {args.connectivity})")
+    print(f"{'':8}{'Dice':>8}{'IoU':>8}{'VOE':>8}{'RVD':>8}{'ASSD':>9}{'HD95':>9}{'MSD':>9}"
+          f"{'pred mL':>10}{'ref mL':>10}")
+    for s in ("liver", "tumor"):
+        row = [scores[f"{s}_{m}"] for m in ("dice", "iou", "voe", "rvd")]
+        dist = [scores[f"{s}_{m}"] for m in ("assd", "hd95", "msd")]
+        vols = [scores[f"{s}_pred_ml"], scores[f"{s}_ref_ml"]]
+        print(f"{s:8}" + "".join(f"{v:8.3f}" for v in row)
+              + "".join(f"{v:9.2f}" if not math.isnan(v) else f"{'n/a':>9}" for v in dist)
+              + "".join(f"{v:10.1f}" for v in vols))
+    print(f"lesions: {scores['lesion_tp']} found, {scores['lesion_fn']} missed, "
+          f"{scores['lesion_fp']} false positive; distances in mm")
+    if scores.get("truth_identity_affine"):
+        print("warning: the reference has an identity affine; mm and mL values are unreliable")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m livertumor",
@@ -144,6 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="early-stopping patience in epochs (0: off)")
     p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "score", help="LiTS scores of a predicted segmentation against the reference",
+        description="Dice, IoU, VOE, RVD, ASSD, HD95 and maximum surface distance (mm) for "
+                    "liver (labels >= 1) and tumor (label 2), and lesion detection. The "
+                    "prediction must be on the reference's voxel grid.")
+    p.add_argument("pred", type=Path, metavar="PRED.nii[.gz]")
+    p.add_argument("truth", type=Path, metavar="TRUTH.nii[.gz]")
+    p.add_argument("--connectivity", type=int, choices=(1, 2), default=1,
+                   help="surface erosion: 1 face (MedPy, MONAI; default), 2 the "
+                        "18-neighbourhood of the official LiTS program")
+    p.add_argument("--json", action="store_true", help="print all scores as JSON")
+    p.set_defaults(func=_cmd_score)
     return parser
 
 
