@@ -43,7 +43,7 @@ def test_run_manifest_records_what_produced_the_outputs(smoke_run):
 
 def test_data_loading_lists_bad_cases_and_loads_one(smoke_run):
     r = results(smoke_run, "01_data_loading")
-    assert r["status_counts"] == {"ok": 3, "bad": 1, "unpaired": 1}
+    assert r["status_counts"] == {"ok": 4, "bad": 1, "unpaired": 1}
     reasons = {p["case_id"]: p["reason"] for p in r["problems"]}
     assert "truncated" in reasons[900] and "volume-900.nii" in reasons[900]
     assert "no volume-901.nii" in reasons[901]
