@@ -103,6 +103,19 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from .inference import segment
+
+    if not args.out.name.endswith((".nii", ".nii.gz")):
+        raise LiverTumorError("output must end in .nii or .nii.gz", args.out)
+    out = segment(args.model_dir, args.volume, args.out, args.probabilities,
+                  batch_size=args.batch_size, postprocess=args.postprocess)
+    print(f"labels written to {out} (0 background, 1 liver, 2 tumor; on the input's grid)")
+    if args.probabilities:
+        print(f"liver and tumor probabilities written to {args.probabilities}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m livertumor",
@@ -186,6 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "18-neighbourhood of the official LiTS program")
     p.add_argument("--json", action="store_true", help="print all scores as JSON")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser(
+        "segment", help="segment a CT volume with a trained model, output on its own grid",
+        description="Predict liver and tumor on every axial slice of VOLUME with the model and "
+                    "preprocessing of MODEL_DIR, and write a uint8 label map with the "
+                    "volume's shape, affine, qform and sform.")
+    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    p.add_argument("volume", type=Path, metavar="VOLUME.nii[.gz]")
+    p.add_argument("out", type=Path, metavar="OUT.nii.gz")
+    p.add_argument("--probabilities", type=Path, metavar="OUT_P.nii.gz",
+                   help="also write liver and tumor probabilities (4-D, uint8 scaled)")
+    p.add_argument("--postprocess", action="store_true",
+                   help="keep only the largest connected liver region (tumors inside it)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=_cmd_segment)
     return parser
 
 

@@ -110,6 +110,25 @@ class Augmentation:
     contrast: float = 0.1
 
 
+def _resize_uint8(image, size: int):
+    """Bilinear (antialiased) resize of uint8 image(s) to ``size``, rounded back to uint8."""
+    import tensorflow as tf
+
+    image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+
+
+def resize_for_model(images: np.ndarray, size: int) -> np.ndarray:
+    """Exported uint8 images (B, H, W, 3) -> model inputs float32 (B, size, size, 3) in [0, 1],
+    exactly as the training pipeline makes them (used by inference)."""
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(images, tf.uint8)
+    if size and tuple(images.shape[1:3]) != (size, size):
+        x = _resize_uint8(x, size)
+    return (tf.cast(x, tf.float32) / 255.0).numpy()
+
+
 def _decode(image_path, mask_path, size: int):
     """Read one JPEG image and PNG mask, resized to ``size``; both stay uint8 (cache-friendly)."""
     import tensorflow as tf
@@ -117,8 +136,7 @@ def _decode(image_path, mask_path, size: int):
     image = tf.io.decode_jpeg(tf.io.read_file(image_path), channels=3)
     mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)
     if size:
-        image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
-        image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+        image = _resize_uint8(image, size)
         mask = tf.image.resize(mask, (size, size), method="nearest")
     return image, tf.cast(mask[..., 0], tf.uint8)
 

@@ -1,0 +1,63 @@
+"""The one definition of how a CT slice becomes a model input image.
+
+The export writes these images as JPEG files for training; inference computes the same images
+from a volume, with the same ``preprocessing.json`` (copied into every model folder), so the
+two can never drift apart:
+
+1. ``to_nchan(hu, windows, bins)``: each window and the histogram-equalised channel, float32
+   in [0, 1], at the slice's own resolution (rows, columns);
+2. resized to ``size`` x ``size`` per channel (Pillow, bilinear with antialiasing when
+   shrinking), then ``to_uint8`` (fastai's truncating x 255);
+3. (inference) a JPEG round trip at the export's quality, so the model sees the same
+   compression artefacts it was trained on.
+
+Label maps are resized with nearest neighbour.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from .windowing import resolve_windows, to_nchan, to_uint8
+
+
+def slice_channels(hu: np.ndarray, prep: dict) -> np.ndarray:
+    """Steps 1-2: uint8 (size, size, C) image of one HU slice (rows, columns).
+
+    ``prep`` needs ``windows`` (list of [width, level] or names), ``bins`` (histogram breaks)
+    and ``size`` (output side in pixels; 0 keeps the slice's size).
+    """
+    channels = to_nchan(hu, resolve_windows(prep["windows"]),
+                        bins=np.asarray(prep["bins"], np.float32))
+    size = int(prep.get("size") or 0)
+    if size and channels.shape[:2] != (size, size):
+        channels = np.stack(
+            [np.asarray(Image.fromarray(np.ascontiguousarray(channels[..., i]))
+                        .resize((size, size), Image.BILINEAR))
+             for i in range(channels.shape[-1])], axis=-1)
+    return to_uint8(np.clip(channels, 0.0, 1.0))
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize of a uint8 label slice to (size, size)."""
+    if not size or mask.shape == (size, size):
+        return np.ascontiguousarray(mask, dtype=np.uint8)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8))
+                      .resize((size, size), Image.NEAREST))
+
+
+def jpeg_bytes(image: np.ndarray, quality: int = 90) -> bytes:
+    """Encode a uint8 (H, W, 3) image as JPEG (deterministic for the same input)."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=int(quality))
+    return buf.getvalue()
+
+
+def slice_to_jpeg_array(hu: np.ndarray, prep: dict) -> np.ndarray:
+    """Steps 1-3: what the exported JPEG of this slice decodes to, uint8 (size, size, 3)."""
+    data = jpeg_bytes(slice_channels(hu, prep), prep.get("jpeg_quality", 90))
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
