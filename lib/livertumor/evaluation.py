@@ -1,0 +1,204 @@
+"""Evaluation of a trained model on the held-out test cases.
+
+For every test case: segment the whole volume (:func:`livertumor.inference.predict_volume`),
+write the prediction as NIfTI on the case's own grid, and score it against the reference:
+
+- LiTS per-case metrics (:func:`livertumor.scoring.lits_scores`), lesion detection and
+  tumor burden;
+- per-slice Dice and IoU (the report's "mean Dice / mean IoU"; see :data:`SLICE_RULE`);
+- pixel-level ROC curves for liver and tumor from the predicted probabilities, accumulated
+  over all voxels of all cases with ``keras.metrics.AUC`` (streaming: nothing is subsampled).
+
+:func:`evaluate` returns the tables and writes ``per_case.csv``, ``per_slice.csv``,
+``roc.csv`` and ``metrics.json`` into the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .scoring import aggregate_scores, lits_scores, mean_slice_scores, slice_scores
+from .volumes import NiftiVolume, read_mask, write_like
+
+SLICE_RULE = (
+    "per-slice means: every axial slice of every test volume at its original resolution; "
+    "liver = labels >= 1, tumor = label 2; slices where the structure is absent from both "
+    "prediction and reference are left out of the mean (and counted), a slice where only one "
+    "has it scores 0"
+)
+
+SEED_REPORT = {
+    # The course report's Table 1 (real LiTS data, 2-D slices, its own split and protocol).
+    "U-Net (report, real LiTS)": {"mean_dice": 0.8215, "mean_iou": 0.7976, "auc": 1.00},
+    "ResNet-50 (report, real LiTS)": {"mean_dice": 0.7711, "mean_iou": 0.7318, "auc": 0.99},
+}
+
+ROC_THRESHOLDS = 201
+
+
+@dataclass
+class EvaluationResult:
+    """Tables of one model's evaluation.
+
+    Attributes
+    ----------
+    per_case : one row per test case (:func:`lits_scores` keys plus case_id and paths)
+    per_slice : one row per slice and structure (:func:`slice_scores`), with case_id
+    roc : columns structure, threshold, fpr, tpr
+    summary : aggregate metrics (means, global Dice, detection, burden RMSE, AUCs,
+        per-slice means)
+    """
+
+    per_case: pd.DataFrame
+    per_slice: pd.DataFrame
+    roc: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+
+
+class _RocAccumulator:
+    """Streaming ROC of one structure: keras.metrics.AUC over every voxel seen."""
+
+    def __init__(self):
+        import keras
+
+        self.metric = keras.metrics.AUC(num_thresholds=ROC_THRESHOLDS, curve="ROC")
+
+    def update(self, truth: np.ndarray, score: np.ndarray, chunk: int = 1 << 22) -> None:
+        t, s = truth.reshape(-1), score.reshape(-1)
+        for i in range(0, t.size, chunk):
+            self.metric.update_state(t[i:i + chunk].astype(np.float32), s[i:i + chunk])
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        import keras
+
+        m = self.metric
+        tp, fp = (keras.ops.convert_to_numpy(v) for v in (m.true_positives, m.false_positives))
+        fn, tn = (keras.ops.convert_to_numpy(v) for v in (m.false_negatives, m.true_negatives))
+        tpr = tp / np.maximum(tp + fn, 1)
+        fpr = fp / np.maximum(fp + tn, 1)
+        thresholds = keras.ops.convert_to_numpy(m.thresholds)
+        return thresholds, fpr, tpr, float(keras.ops.convert_to_numpy(m.result()))
+
+
+def evaluate(
+    model_dir: str | Path,
+    cases: pd.DataFrame,
+    out_dir: str | Path,
+    batch_size: int = 16,
+    postprocess: bool = False,
+    connectivity: int = 1,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Segment and score every case of ``cases`` with the model in ``model_dir``.
+
+    Parameters
+    ----------
+    model_dir : folder written by ``livertumor train``
+    cases : DataFrame with ``case_id``, ``volume_path``, ``mask_path`` (e.g. the test rows of
+        the export's ``cases.csv``)
+    out_dir : predictions go to ``out_dir/predictions/prediction-<id>.nii.gz`` (on each
+        volume's own grid), tables and ``metrics.json`` to ``out_dir``
+    postprocess : keep only the largest liver component before scoring
+    connectivity : surface connectivity of the distance metrics (1 face, 2 as LiTS)
+
+    Returns
+    -------
+    :class:`EvaluationResult`
+    """
+    from tqdm.auto import tqdm
+
+    from .inference import load_preprocessing, predict_volume
+    from .models import load_model
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
+    prep = load_preprocessing(model_dir)
+    model = load_model(model_dir / "model.keras", compile=False)
+    rocs = {"liver": _RocAccumulator(), "tumor": _RocAccumulator()}
+    case_rows, slice_tables = [], []
+    for row in tqdm(list(cases.itertuples()), desc="test cases", unit="case",
+                    disable=not progress):
+        vol = NiftiVolume(row.volume_path)
+        truth = read_mask(row.mask_path, like=vol.geometry)
+        seg = predict_volume(model, vol, prep, batch_size, keep_probabilities=True,
+                             postprocess=postprocess, progress=progress)
+        pred_path = write_like(seg.labels, vol.geometry,
+                               out_dir / "predictions" / f"prediction-{row.case_id}.nii.gz")
+        scores = lits_scores(seg.labels, truth, vol.geometry.spacing, connectivity)
+        case_rows.append({"case_id": int(row.case_id), "volume_path": str(row.volume_path),
+                          "mask_path": str(row.mask_path), "prediction_path": str(pred_path),
+                          **scores})
+        table = slice_scores(seg.labels, truth)
+        table.insert(0, "case_id", int(row.case_id))
+        slice_tables.append(table)
+        p = seg.probabilities
+        rocs["liver"].update(truth >= 1, p[..., 1] + p[..., 2])
+        rocs["tumor"].update(truth == 2, p[..., 2])
+        del seg, p
+
+    per_case = pd.DataFrame(case_rows)
+    per_slice = pd.concat(slice_tables, ignore_index=True)
+    roc_rows, summary = [], {}
+    for name, acc in rocs.items():
+        thresholds, fpr, tpr, auc = acc.curve()
+        summary[f"{name}_auc"] = auc
+        roc_rows.append(pd.DataFrame({"structure": name, "threshold": thresholds,
+                                      "fpr": fpr, "tpr": tpr}))
+    roc = pd.concat(roc_rows, ignore_index=True)
+    summary.update(aggregate_scores(per_case))
+    summary.update({f"slice_{k}": v for k, v in mean_slice_scores(per_slice).items()})
+    summary.update({"n_cases": len(per_case), "slice_rule": SLICE_RULE,
+                    "connectivity": connectivity, "postprocess": postprocess,
+                    "model_dir": str(model_dir)})
+    result = EvaluationResult(per_case, per_slice, roc, summary)
+    save_result(result, out_dir)
+    return result
+
+
+def save_result(result: EvaluationResult, out_dir: str | Path) -> None:
+    """Write ``per_case.csv``, ``per_slice.csv``, ``roc.csv`` and ``metrics.json``."""
+    out_dir = Path(out_dir)
+    for name, table in (("per_case", result.per_case), ("per_slice", result.per_slice),
+                        ("roc", result.roc)):
+        tmp = out_dir / f".{name}.csv.part"
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, out_dir / f"{name}.csv")
+    tmp = out_dir / ".metrics.json.part"
+    tmp.write_text(json.dumps(result.summary, indent=2,
+                              default=lambda v: None if v != v else float(v)) + "\n")
+    os.replace(tmp, out_dir / "metrics.json")
+
+
+def table1(results: dict[str, EvaluationResult]) -> pd.DataFrame:
+    """The report's Table 1 for our models: per-slice mean Dice / IoU and pixel AUC.
+
+    One row per model; liver and tumor separately (the report does not say which structure
+    its single numbers describe), plus the LiTS per-case Dice and the tumor global Dice.
+    Compare with :func:`report_reference` only as context: that is real LiTS data.
+    """
+    rows = {}
+    for name, r in results.items():
+        s = r.summary
+        rows[name] = {
+            "liver mean Dice": s["slice_liver_mean_dice"],
+            "liver mean IoU": s["slice_liver_mean_iou"],
+            "liver AUC": s["liver_auc"],
+            "tumor mean Dice": s["slice_tumor_mean_dice"],
+            "tumor mean IoU": s["slice_tumor_mean_iou"],
+            "tumor AUC": s["tumor_auc"],
+            "liver Dice per case": s["liver_dice_mean"],
+            "tumor Dice per case": s["tumor_dice_mean"],
+            "tumor global Dice": s["tumor_dice_global"],
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def report_reference() -> pd.DataFrame:
+    """The course report's Table 1 and AUCs (real LiTS data, its own split and protocol)."""
+    return pd.DataFrame.from_dict(SEED_REPORT, orient="index")
