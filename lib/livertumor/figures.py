@@ -13,6 +13,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from .volumes import LABELS
@@ -369,4 +370,102 @@ def prediction_figure(images: np.ndarray, truths: np.ndarray, preds: np.ndarray,
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 0.96 if title else 1))
+    return fig
+
+
+def roc_figure(rocs: dict, aucs: dict | None = None) -> plt.Figure:
+    """Pixel-level ROC curves, one panel per structure, one line per model.
+
+    Parameters
+    ----------
+    rocs : model name -> DataFrame with ``structure``, ``fpr``, ``tpr``
+        (:attr:`livertumor.evaluation.EvaluationResult.roc`)
+    aucs : model name -> {structure: AUC}, for the legend
+    """
+    structures = ("liver", "tumor")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    for ax, s in zip(axes, structures, strict=True):
+        for i, (name, roc) in enumerate(rocs.items()):
+            part = roc[roc["structure"] == s].sort_values("fpr")
+            label = name
+            if aucs and name in aucs:
+                label += f" (AUC {aucs[name][s]:.3f})"
+            ax.plot(part["fpr"], part["tpr"], color=f"C{i}", label=label)
+        ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1, label="chance")
+        ax.set(xlabel="false positive rate", ylabel="true positive rate",
+               title=f"{s} (every voxel of the test volumes)", xlim=(0, 1), ylim=(0, 1.01))
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def dice_distribution_figure(per_case: dict, per_slice: dict | None = None) -> plt.Figure:
+    """Distributions of per-case Dice (liver, tumor) and per-slice Dice, per model (seaborn).
+
+    Parameters
+    ----------
+    per_case : model name -> per-case DataFrame (``liver_dice``, ``tumor_dice``)
+    per_slice : model name -> per-slice DataFrame (``structure``, ``dice``), optional
+    """
+    import pandas as pd
+    import seaborn as sns
+
+    long = pd.concat([
+        pd.DataFrame({"model": name, "structure": s, "Dice": t[f"{s}_dice"].to_numpy()})
+        for name, t in per_case.items() for s in ("liver", "tumor")], ignore_index=True)
+    n = 2 if per_slice else 1
+    fig, axes = plt.subplots(1, n, figsize=(6 * n, 4), squeeze=False)
+    sns.boxplot(long, x="structure", y="Dice", hue="model", ax=axes[0, 0], fliersize=0,
+                boxprops={"alpha": 0.5})
+    sns.stripplot(long, x="structure", y="Dice", hue="model", dodge=True, ax=axes[0, 0],
+                  legend=False, size=5)
+    axes[0, 0].set(title="per case (3-D)", ylim=(-0.02, 1.02))
+    if per_slice:
+        slices = pd.concat([t.assign(model=name) for name, t in per_slice.items()],
+                           ignore_index=True).dropna(subset=["dice"])
+        sns.violinplot(slices, x="structure", y="dice", hue="model", ax=axes[0, 1], cut=0,
+                       inner="quart", density_norm="width")
+        axes[0, 1].set(title="per slice (2-D; slices without the structure left out)",
+                       ylim=(-0.02, 1.02), ylabel="Dice")
+    fig.tight_layout()
+    return fig
+
+
+def contour_figure(ct: np.ndarray, truth: np.ndarray, pred: np.ndarray,
+                   slices: Sequence[int], spacing: Sequence[float] | None = None,
+                   window: str | tuple[float, float] = "abdomen_soft",
+                   title: str = "") -> plt.Figure:
+    """Axial slices with reference (dashed) and predicted (solid) liver and tumor contours.
+
+    Parameters
+    ----------
+    ct : (rows, columns, slices) HU; truth, pred : uint8 labels of the same shape
+    """
+    n = len(slices)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.9), squeeze=False)
+    (w, level), = resolve_windows([window])
+    for ax, k in zip(axes[0], slices, strict=True):
+        ax.imshow(windowed(ct[:, :, k], w, level), cmap="gray", vmin=0, vmax=1)
+        for label, colour in LABEL_COLORS.items():
+            c = np.asarray(colour) / 255
+            for mask, style in ((truth, "--"), (pred, "-")):
+                m = (mask[:, :, k] >= label) if label == 1 else (mask[:, :, k] == label)
+                if m.any():
+                    ax.contour(m.astype(np.float32), levels=[0.5], colors=[c],
+                               linestyles=style, linewidths=1.1)
+        cap = f"slice {k}"
+        if spacing is not None:
+            cap += f" (z {k * spacing[2]:.0f} mm)"
+        ax.set_title(cap, fontsize=9)
+        _orient_tags(ax)
+        ax.axis("off")
+    handles = [Line2D([], [], color=np.asarray(LABEL_COLORS[label]) / 255, ls=style,
+                      label=f"{LABELS[label]}, {which}")
+               for label in (1, 2) for style, which in (("--", "reference"), ("-", "predicted"))]
+    fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.93 if title else 1))
     return fig
