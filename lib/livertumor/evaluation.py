@@ -202,3 +202,68 @@ def table1(results: dict[str, EvaluationResult]) -> pd.DataFrame:
 def report_reference() -> pd.DataFrame:
     """The course report's Table 1 and AUCs (real LiTS data, its own split and protocol)."""
     return pd.DataFrame.from_dict(SEED_REPORT, orient="index")
+
+
+def load_test_cases(export_dir: str | Path) -> pd.DataFrame:
+    """The usable test cases of an export: rows of ``cases.csv`` with ``split == "test"``.
+
+    Returns a DataFrame with ``case_id``, ``volume_path``, ``mask_path`` (and the other
+    columns of ``cases.csv``).
+    """
+    from .errors import LiverTumorError
+
+    path = Path(export_dir) / "cases.csv"
+    if not path.exists():
+        raise LiverTumorError("no cases.csv: export the data first", Path(export_dir))
+    table = pd.read_csv(path)
+    test = table[table["split"] == "test"].reset_index(drop=True)
+    if test.empty:
+        raise LiverTumorError("the export has no test cases", path)
+    return test
+
+
+def postprocess_effect(result: EvaluationResult, connectivity: int = 1) -> pd.DataFrame:
+    """Per-case liver and tumor Dice with and without largest-liver-component post-processing,
+    recomputed from the saved predictions (no new inference)."""
+    from .inference import largest_liver_component
+
+    rows = []
+    for row in result.per_case.itertuples():
+        vol_geometry = NiftiVolume(row.volume_path).geometry
+        truth = read_mask(row.mask_path, like=vol_geometry)
+        pred = read_mask(row.prediction_path, like=vol_geometry)
+        post = largest_liver_component(pred)
+        after = lits_scores(post, truth, vol_geometry.spacing, connectivity)
+        rows.append({
+            "case_id": row.case_id,
+            "liver Dice": row.liver_dice, "liver Dice, post-processed": after["liver_dice"],
+            "tumor Dice": row.tumor_dice, "tumor Dice, post-processed": after["tumor_dice"],
+            "false positive lesions": row.lesion_fp,
+            "false positive lesions, post-processed": after["lesion_fp"]})
+    return pd.DataFrame(rows)
+
+
+def metric_glossary() -> pd.DataFrame:
+    """What each reported metric means: range, which way is better, and the caveat."""
+    rows = [
+        ("Dice", "0 to 1", "higher", "overlap 2|P∩R|/(|P|+|R|); tumor Dice is 1 when both "
+         "are empty, 0 when only one is"),
+        ("IoU (Jaccard)", "0 to 1", "higher", "|P∩R|/|P∪R|; always below Dice"),
+        ("VOE", "0 to 1", "lower", "1 - IoU"),
+        ("RVD", "-1 to +inf", "closer to 0", "(|P|-|R|)/|R|: volume error; positive means "
+         "over-segmentation; undefined when the reference is empty"),
+        ("ASSD (mm)", "0 to +inf", "lower", "mean distance between the two surfaces"),
+        ("HD95 (mm)", "0 to +inf", "lower", "95th percentile of surface distances"),
+        ("MSD (mm)", "0 to +inf", "lower", "maximum surface distance (Hausdorff); one stray "
+         "voxel far away dominates it"),
+        ("mean Dice / IoU per slice", "0 to 1", "higher",
+         "the report's 2-D numbers; " + SLICE_RULE),
+        ("global Dice", "0 to 1", "higher", "Dice of all test voxels pooled (LiTS); large "
+         "tumors weigh more than small ones"),
+        ("AUC", "0.5 to 1", "higher", "pixel ROC area; dominated by the many easy background "
+         "pixels, so it stays near 1 even for poor segmentations"),
+        ("lesion recall / precision", "0 to 1", "higher", "a reference tumor counts as found "
+         "when the overlap IoU with the prediction exceeds 0.5 (LiTS)"),
+        ("tumor burden RMSE", "0 to 1", "lower", "error of tumor volume / liver volume"),
+    ]
+    return pd.DataFrame(rows, columns=["metric", "range", "better", "meaning and caveat"])
