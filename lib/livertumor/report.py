@@ -114,12 +114,13 @@ img{max-width:100%}.small{color:#666;font-size:.9em}
 
 
 def render_html(patients: list[dict], title: str, synthetic: bool, model_name: str,
-                generated: str) -> str:
+                generated: str, max_tumors: int = 15) -> str:
     """The standalone HTML report (figures embedded as PNG, no external files).
 
     Parameters
     ----------
     patients : list of {"summary": dict, "tumors": DataFrame, "figure": matplotlib Figure}
+    max_tumors : tumors listed per patient (largest first); the rest are summarised in a line
     """
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
@@ -151,6 +152,8 @@ def render_html(patients: list[dict], title: str, synthetic: bool, model_name: s
                          f"{s['found'] + s['missed']}; marked by the model without a "
                          f"reference tumor: {s['false_positive']}.</p>")
         tumors = p["tumors"]
+        rest = tumors.iloc[max_tumors:]
+        tumors = tumors.iloc[:max_tumors]
         if len(tumors):
             shown = pd.DataFrame({
                 "tumor": tumors["tumor"],
@@ -161,6 +164,9 @@ def render_html(patients: list[dict], title: str, synthetic: bool, model_name: s
             })
             parts += ["<p>Tumors marked by the model, largest first:</p>",
                       shown.to_html(index=False, escape=True)]
+            if len(rest):
+                parts.append(f"<p>… and {len(rest)} smaller ones, "
+                             f"{rest['volume_ml'].sum():.1f} mL together.</p>")
         else:
             parts.append("<p>The model marked no tumor.</p>")
         if p.get("figure") is not None:
