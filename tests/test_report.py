@@ -1,0 +1,76 @@
+"""Clinician report: findings agree with the scoring code; the HTML stands alone."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+from livertumor import figures, lits_scores
+from livertumor.report import LIMITATIONS, patient_findings, render_html
+
+SPACING = (0.8, 0.8, 2.5)
+
+
+def labels_with_two_tumors():
+    truth = np.zeros((40, 40, 12), np.uint8)
+    truth[5:35, 5:30, 1:11] = 1
+    truth[10:16, 8:14, 3:7] = 2     # 6 x 6 px, 4 slices
+    truth[22:30, 18:26, 5:9] = 2    # 8 x 8 px, 4 slices
+    pred = truth.copy()
+    pred[10:16, 8:14, 3:7] = 1      # first tumor missed
+    pred[2:4, 32:35, 2:3] = 2       # a false positive outside the liver
+    return truth, pred
+
+
+def test_findings_match_the_scoring_code():
+    truth, pred = labels_with_two_tumors()
+    summary, tumors = patient_findings(pred, truth, SPACING, case_id=7)
+    scores = lits_scores(pred, truth, SPACING)
+    assert summary["liver_ml"] == pytest.approx(scores["liver_pred_ml"])
+    assert summary["ref_liver_ml"] == pytest.approx(scores["liver_ref_ml"])
+    assert summary["tumor_ml"] == pytest.approx(scores["tumor_pred_ml"])
+    assert summary["burden_pct"] == pytest.approx(100 * scores["tumor_burden_pred"])
+    assert summary["ref_burden_pct"] == pytest.approx(100 * scores["tumor_burden_ref"])
+    assert (summary["found"], summary["missed"], summary["false_positive"]) == (1, 1, 1)
+    assert summary["tumor_count"] == 2 and summary["ref_tumor_count"] == 2
+    # tumors sorted largest first; the matched one is the 8 x 8 x 4 lesion
+    assert list(tumors["tumor"]) == [1, 2]
+    assert tumors["volume_ml"].iloc[0] == pytest.approx(8 * 8 * 4 * np.prod(SPACING) / 1000)
+    assert tumors["diameter_mm"].iloc[0] >= 8 * 0.8
+    assert list(tumors["matches_reference"]) == [True, False]
+
+
+def test_findings_without_a_reference():
+    truth, pred = labels_with_two_tumors()
+    summary, tumors = patient_findings(pred, None, SPACING, case_id="new")
+    assert "ref_liver_ml" not in summary and "found" not in summary
+    assert list(tumors["matches_reference"]) == [None, None]
+
+
+def test_html_report_is_standalone_and_says_what_it_is():
+    truth, pred = labels_with_two_tumors()
+    summary, tumors = patient_findings(pred, truth, SPACING, case_id=7)
+    ct = np.where(truth >= 1, 100.0, -100.0).astype(np.float32)
+    fig = figures.contour_figure(ct, truth, pred, [4, 6], SPACING)
+    page = render_html([{"summary": summary, "tumors": tumors, "figure": fig}],
+                       "Findings", synthetic=True, model_name="unet", generated="today")
+    assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
+    assert "src='http" not in page and 'src="http' not in page
+    assert "Synthetic data" in page and LIMITATIONS[:40] in page
+    assert "Patient 7" in page and f"{summary['liver_ml']:.0f}" in page
+    assert "Reference tumors found by the model: 1 of 2" in page
+
+
+def test_long_tumor_lists_are_cut():
+    truth, pred = labels_with_two_tumors()
+    pred = pred.copy()
+    for i in range(20):
+        pred[36, 2 * i % 40, i % 12] = 2
+    summary, tumors = patient_findings(pred, truth, SPACING, case_id=1)
+    page = render_html([{"summary": summary, "tumors": tumors}], "t", False, "unet", "now",
+                       max_tumors=5)
+    assert f"and {len(tumors) - 5} smaller ones" in page and "Synthetic data" not in page
