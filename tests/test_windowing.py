@@ -154,3 +154,13 @@ def test_save_jpg_four_channels_is_cmyk(tmp_path):
     path = save_jpg(INPUTS["ct_like"], tmp_path / "s", ["liver", "abdomen_soft", "lungs"])
     with Image.open(path) as im:
         assert im.mode == "CMYK"
+
+
+@pytest.mark.parametrize("n_bins", [1, 7, 100])
+def test_freqhist_bins_from_counts_equals_the_expanded_array(n_bins):
+    from livertumor.windowing import freqhist_bins_from_counts
+
+    x = RNG.integers(-1024, 400, 5000)
+    values, counts = np.unique(x, return_counts=True)
+    np.testing.assert_array_equal(freqhist_bins_from_counts(values, counts, n_bins),
+                                  freqhist_bins(x, n_bins))

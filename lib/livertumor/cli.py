@@ -116,6 +116,17 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_slices
+
+    windows = [w.strip() for w in args.windows.split(",") if w.strip()]
+    result = export_slices(args.data_dir, args.out_dir, every=args.every, size=args.size,
+                           windows=windows, test_fraction=args.test_fraction, seed=args.seed,
+                           workers=args.workers, progress=not args.quiet)
+    print(result.summary_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m livertumor",
@@ -144,6 +155,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, metavar="OUT.csv", help="also write the table as CSV")
     p.add_argument("--paths", action="store_true", help="show file paths in the printed table")
     p.set_defaults(func=_cmd_cases)
+
+    p = sub.add_parser(
+        "export", help="export 2-D slices (JPEG images, PNG masks) with a patient-level split",
+        description="Export every k-th axial slice of the cases under DATA_DIR to OUT_DIR: "
+                    "{train,test}/images/*.jpg (the windows plus the histogram-equalised "
+                    "channel), {train,test}/masks/*.png (labels 0/1/2), manifest.csv, "
+                    "cases.csv and preprocessing.json. Bad cases are listed and skipped. "
+                    "Run the same command again to finish an interrupted export.")
+    p.add_argument("data_dir", type=Path, metavar="DATA_DIR")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    p.add_argument("--every", type=int, default=2, help="export every k-th slice (default 2)")
+    p.add_argument("--size", type=int, default=256, help="output side in pixels (0: original)")
+    p.add_argument("--windows", default="liver,abdomen_soft",
+                   help="comma-separated window names (default liver,abdomen_soft)")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
         "run", help="run the notebook series headless (papermill)",

@@ -9,7 +9,6 @@ timings), so any number in the outputs can be traced back to what produced it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from .cases import data_fingerprint
 from .errors import LiverTumorError
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -64,26 +64,6 @@ def load_profile(name: str, params_dir: Path = PARAMS_DIR) -> dict:
                         "parameters": dict(entry.get("parameters") or {})})
     profile["notebooks"] = entries
     return profile
-
-
-def data_fingerprint(data_dir: str | Path) -> str:
-    """A cheap, copy-independent fingerprint of a LiTS folder (hex sha256).
-
-    Hashes, for every ``*.nii*`` file in sorted relative-path order: the relative path, the
-    size in bytes and the first 64 KiB (the header and the start of the data). It changes when
-    files are added, removed, resized or re-headed; it does not read whole volumes (LiTS is
-    ~50 GB), so a change confined to the middle of a volume's data goes unnoticed.
-    """
-    data_dir = Path(data_dir)
-    digest = hashlib.sha256()
-    for path in sorted(data_dir.rglob("*.nii*")):
-        rel = path.relative_to(data_dir)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
-        digest.update(f"{rel.as_posix()}\0{path.stat().st_size}\0".encode())
-        with open(path, "rb") as fh:
-            digest.update(fh.read(1 << 16))
-    return digest.hexdigest()
 
 
 def git_commit(project_dir: Path = PROJECT_DIR) -> dict:

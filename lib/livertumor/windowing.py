@@ -257,3 +257,29 @@ def save_jpg(
         tmp.unlink(missing_ok=True)
         raise
     return fn
+
+
+def freqhist_bins_from_counts(values: np.ndarray, counts: np.ndarray,
+                              n_bins: int = 100) -> np.ndarray:
+    """:func:`freqhist_bins` of a multiset given as distinct values and their counts.
+
+    The same breaks as ``freqhist_bins(np.repeat(values, counts), n_bins)``, without building
+    that array: the sorted value at rank r is the first value whose cumulative count exceeds
+    r. Used to pool the histograms of many CT volumes (integer HU) into one set of breaks.
+
+    Parameters
+    ----------
+    values : 1-D, increasing
+    counts : 1-D non-negative integers, same length
+
+    Returns
+    -------
+    ndarray, float32, 1-D, sorted, unique
+    """
+    values = np.asarray(values)
+    cum = np.cumsum(np.asarray(counts, dtype=np.int64))
+    n = int(cum[-1]) if cum.size else 0
+    if n == 0:
+        raise ValueError("freqhist_bins_from_counts needs at least one value")
+    idx = np.minimum(np.floor(n * freqhist_fractions(n_bins)).astype(np.int64), n - 1)
+    return np.unique(values[np.searchsorted(cum, idx, side="right")]).astype(np.float32)
