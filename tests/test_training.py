@@ -23,9 +23,13 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
-    from fake_export import fake_export
+    from livertumor.demo_data import make_demo_dataset
+    from livertumor.export import export_slices
 
-    return fake_export(tmp_path_factory.mktemp("export"), n_cases=5, size=64)
+    root = tmp_path_factory.mktemp("export")
+    make_demo_dataset(root / "raw", n_cases=5, seed=0, size=64, progress=False)
+    return export_slices(root / "raw", root / "export", every=2, size=64, test_fraction=0.2,
+                         seed=0, workers=1, progress=False).out_dir
 
 
 def test_training_writes_a_complete_model_folder(export_dir, tmp_path):

@@ -46,8 +46,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .runner import describe_run, run_series
 
     only = [o.strip() for o in args.only.split(",")] if args.only else None
-    run_dir = run_series(args.profile, data_dir=args.data_dir, run_name=args.run, only=only,
-                         outputs_dir=args.outputs_dir)
+    def absolute(path):
+        return None if path is None else path.resolve()
+
+    run_dir = run_series(args.profile, data_dir=absolute(args.data_dir), run_name=args.run,
+                         only=only, outputs_dir=absolute(args.outputs_dir),
+                         export_dir=absolute(args.export_dir))
     print(describe_run(run_dir))
     return 0
 
@@ -186,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated notebooks to run, e.g. 01,02")
     p.add_argument("--outputs-dir", type=Path, default=Path("outputs"),
                    help="parent folder of the run folders (default: outputs)")
+    p.add_argument("--export-dir", type=Path,
+                   help="where to export the slices (default: the profile's export_dir)")
     p.set_defaults(func=_cmd_run)
 
     from .training import ARCHITECTURES, PRECISIONS, STRATEGIES, TrainConfig

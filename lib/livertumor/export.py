@@ -134,6 +134,17 @@ class ExportResult:
                            "slices with tumor": int((part["tumor_pixels"] > 0).sum())}
         return pd.DataFrame.from_dict(rows, orient="index")
 
+    def sample(self, n_tumor: int = 4, n_liver: int = 2, n_empty: int = 2,
+               seed: int = 0) -> pd.DataFrame:
+        """A few manifest rows to look at: slices with tumor, with liver only, and without
+        liver (as many of each as exist, up to the numbers asked for)."""
+        m = self.manifest
+        groups = [(m["tumor_pixels"] > 0, n_tumor),
+                  ((m["liver_pixels"] > 0) & (m["tumor_pixels"] == 0), n_liver),
+                  (m["liver_pixels"] == 0, n_empty)]
+        return pd.concat([m[sel].sample(min(n, int(sel.sum())), random_state=seed)
+                          for sel, n in groups])
+
     def skipped(self) -> pd.DataFrame:
         """Cases that were not exported, with the reason."""
         c = self.cases

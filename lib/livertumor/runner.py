@@ -143,6 +143,7 @@ def run_series(
     run_name: str | None = None,
     only: list[str] | None = None,
     outputs_dir: str | Path = PROJECT_DIR / "outputs",
+    export_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
     """Execute the profile's notebooks in order with papermill; return the run folder.
@@ -157,6 +158,8 @@ def run_series(
         Folder under ``outputs_dir``; defaults to the profile name.
     only : list of str, optional
         Notebook stems (or their number prefixes, ``"01"``) to run, in profile order.
+    export_dir : path, optional
+        Where the slices are exported, instead of the profile's ``export_dir``.
     outputs_dir : path
         Parent of the run folder.
 
@@ -187,11 +190,14 @@ def run_series(
             raise LiverTumorError(f"none of {only} is a notebook of profile {profile!r}: {names}")
     common = {k: (str(_resolve(v)) if k.endswith("_dir") and isinstance(v, str) else v)
               for k, v in prof["common"].items()}
+    if export_dir is not None:
+        common["export_dir"] = str(_resolve(export_dir, Path.cwd()))
 
     prepare_data(data_dir, demo, progress=progress)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     record = {
         "profile": prof["name"],
+        "export_dir": common.get("export_dir"),
         "description": prof.get("description", ""),
         "data_dir": str(data_dir),
         "data_fingerprint": data_fingerprint(data_dir),
@@ -205,9 +211,12 @@ def run_series(
         source = NOTEBOOKS_DIR / f"{entry['notebook']}.ipynb"
         if not source.exists():
             raise LiverTumorError(f"notebook {name} of profile {profile!r} not found", source)
-        params = {**common, **entry["parameters"],
-                  "data_dir": str(data_dir), "output_dir": str(run_dir),
-                  "generate_demo": False}  # prepared above
+        declared = set(pm.inspect_notebook(str(source)))
+        shared = {**common, "data_dir": str(data_dir), "output_dir": str(run_dir),
+                  "generate_demo": False}  # the data were prepared above
+        # shared values go only to notebooks that declare them; a notebook's own parameters
+        # always go (papermill warns about a misspelt one)
+        params = {**{k: v for k, v in shared.items() if k in declared}, **entry["parameters"]}
         executed = run_dir / "notebooks" / f"{name}.ipynb"
         t0 = time.perf_counter()
         print(f"[{prof['name']}] {name} ...", flush=True)
@@ -241,9 +250,14 @@ def describe_run(run_dir: str | Path) -> str:
     """A few lines saying where a run's outputs are."""
     run_dir = Path(run_dir)
     lines = [f"outputs of this run: {run_dir}"]
-    for sub, what in (("notebooks", "executed notebooks"), ("figures", "figures")):
-        if (run_dir / sub).is_dir():
-            n = len([p for p in (run_dir / sub).iterdir() if not p.name.startswith(".")])
-            lines.append(f"  {what:<20} {run_dir / sub}  ({n} files)")
-    lines.append(f"  {'run manifest':<20} {run_dir / 'run.json'}")
+    items = [("notebooks", "executed notebooks"), ("figures", "figures"),
+             ("models", "models"), ("evaluation", "predictions and tables"),
+             ("metrics.json", "metrics"), ("report.html", "report"), ("run.json", "run manifest")]
+    for name, what in items:
+        path = run_dir / name
+        if path.is_dir():
+            n = sum(1 for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            lines.append(f"  {what:<24} {path}/  ({n} files)")
+        elif path.exists():
+            lines.append(f"  {what:<24} {path}")
     return "\n".join(lines)
