@@ -1,4 +1,7 @@
-"""Training-step throughput of the two models: images/s of ``model.fit`` on in-memory arrays.
+"""Training throughput: both models at 128/256 px in float32 and mixed_bfloat16, and the
+``tf.data`` pipeline from exported JPEG/PNG files against the same model on in-memory tensors.
+
+Part 1, models: images/s of ``model.fit`` on in-memory arrays.
 
 For the U-Net (32 base filters, depth 4) and the ResNet-50 U-Net (random weights), at 128 and
 256 px, in float32 and under the ``mixed_bfloat16`` policy, batch 16, with the package's loss
@@ -8,9 +11,15 @@ One ``fit`` call runs ``warmup + steps`` steps over arrays already in memory (no
 pipeline); the rate is taken between the end of the last warm-up step and the end of the last
 step, so tracing and the first-step allocations are excluded.
 
-Run: ``python benchmarks/model_speed.py`` (about 6 minutes on 2 CPU cores); ``--quick`` halves
-the steps; ``--steps-scale 4`` lengthens them for a GPU. Set ``KERAS_BACKEND`` to time another
-backend (the children inherit the environment).
+Part 2, input pipeline: the demo U-Net (16 base filters, 128 px, mixed_bfloat16, batch 16)
+trained for the same number of steps (a) from ``livertumor.dataset.make_dataset`` over an
+export of demo cases (JPEG decode, tumor oversampling, augmentation, cache, prefetch) and (b)
+on the same batches already in memory as tensors. The ratio a / b is the share of the
+model's speed the pipeline keeps; the aim is at least 90 %.
+
+Run: ``python benchmarks/train_speed.py`` (about 8 minutes on 2 CPU cores); ``--quick`` halves
+the steps; ``--steps-scale 4`` lengthens them for a GPU; ``--pipeline-only`` runs part 2.
+Set ``KERAS_BACKEND`` to time another backend for part 1 (the children inherit it).
 """
 
 from __future__ import annotations
@@ -72,6 +81,48 @@ def child(arch: str, side: int, policy: str, warmup: int, steps: int) -> None:
     }))
 
 
+def pipeline_child(steps: int) -> None:
+    """Part 2 in one process: fit from the tf.data pipeline, then from in-memory tensors."""
+    import tempfile
+
+    import keras
+    import tensorflow as tf
+
+    from livertumor.dataset import load_manifest, make_dataset
+    from livertumor.demo_data import make_demo_dataset
+    from livertumor.export import export_slices
+    from livertumor.losses import DiceCrossEntropy
+    from livertumor.metrics import segmentation_metrics
+    from livertumor.models import build_unet
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    with tempfile.TemporaryDirectory() as tmp:
+        make_demo_dataset(f"{tmp}/raw", n_cases=4, seed=0, size=256, progress=False)
+        export_slices(f"{tmp}/raw", f"{tmp}/export", size=128, test_fraction=0.0,
+                      progress=False)
+        rows = load_manifest(f"{tmp}/export")
+        rates = {}
+        for source in ("pipeline", "in-memory"):
+            keras.utils.set_random_seed(0)
+            model = build_unet((128, 128, 3), base_filters=16)
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=DiceCrossEntropy(),
+                          metrics=segmentation_metrics())
+            ds = make_dataset(rows, BATCH, 128, training=True, seed=0)
+            if source == "in-memory":
+                batches = [b for b in ds.take(8)]
+                x = tf.concat([b[0] for b in batches], 0)
+                y = tf.concat([b[1] for b in batches], 0)
+                ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).repeat()
+            else:
+                for _ in ds.take(len(rows) // BATCH + 1):  # fill the decode cache first
+                    pass
+            model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
+            t0 = time.perf_counter()
+            model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+            rates[source] = steps * BATCH / (time.perf_counter() - t0)
+    print(json.dumps(rates))
+
+
 def run_child(arch: str, side: int, policy: str, warmup: int, steps: int) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     cmd = [sys.executable, __file__, "--child", arch, str(side), policy, str(warmup), str(steps)]
@@ -90,9 +141,26 @@ def main(argv=None) -> None:
                         help="only this architecture (repeatable)")
     parser.add_argument("--side", type=int, choices=(128, 256), action="append",
                         help="only this size (repeatable)")
+    parser.add_argument("--pipeline-only", action="store_true", help="only part 2")
     args = parser.parse_args(argv)
     scale = args.steps_scale * (0.5 if args.quick else 1.0)
+    if not args.pipeline_only:
+        models_table(args, scale)
+    steps = max(4, round(20 * scale))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run([sys.executable, __file__, "--pipeline", str(steps)],
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"pipeline benchmark failed:\n{out.stderr[-3000:]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"\ninput pipeline, demo U-Net (16 filters, 128 px, mixed_bfloat16), {steps} steps:")
+    print(f"  from exported JPEG/PNG (tf.data): {r['pipeline']:7.1f} img/s")
+    print(f"  from in-memory tensors:           {r['in-memory']:7.1f} img/s")
+    print(f"  pipeline keeps {100 * r['pipeline'] / r['in-memory']:.0f} % of the model's speed "
+          "(aim: at least 90 %)")
 
+
+def models_table(args, scale: float) -> None:
     print(f"training-step throughput, batch {BATCH}, model.fit on in-memory arrays, "
           f"{os.cpu_count()} CPU cores, KERAS_BACKEND={os.environ.get('KERAS_BACKEND', '')!r}")
     header = (f"{'model':<14} {'px':>4} {'policy':<15} {'params':>7} {'steps':>5} "
@@ -116,7 +184,9 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 7 and sys.argv[1] == "--child":
+    if len(sys.argv) == 3 and sys.argv[1] == "--pipeline":
+        pipeline_child(int(sys.argv[2]))
+    elif len(sys.argv) == 7 and sys.argv[1] == "--child":
         child(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
     else:
         main()
