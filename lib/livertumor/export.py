@@ -38,6 +38,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -284,7 +285,10 @@ def _map(fn, jobs, workers: int, progress_bar=None, weight=None):
                 progress_bar.update(weight(job) if weight else 1)
             yield result
         return
-    ctx = multiprocessing.get_context("spawn")
+    # fork is fast and needs no `if __name__ == "__main__"` guard in a user's script, but is
+    # unsafe once a threaded runtime (TensorFlow) is loaded: then spawn fresh interpreters.
+    threaded = "tensorflow" in sys.modules or "torch" in sys.modules
+    ctx = multiprocessing.get_context("spawn" if threaded else "fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = {pool.submit(fn, job): job for job in jobs}
         from concurrent.futures import as_completed
