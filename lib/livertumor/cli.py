@@ -64,7 +64,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         image_size=args.image_size, precision=args.precision, strategy=args.strategy,
         encoder_weights=args.encoder_weights, seed=args.seed, learning_rate=args.learning_rate,
         base_filters=args.base_filters, steps_per_epoch=args.steps_per_epoch,
-        patience=args.patience, augment=not args.no_augment)
+        tumor_oversampling=args.tumor_oversampling, patience=args.patience,
+        augment=not args.no_augment)
     result = train(args.export_dir, args.model_dir, config, verbose=2)
     if result.get("already_trained"):
         print(f"{args.model_dir} already holds a finished run with these settings")
@@ -218,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-filters", type=int, default=d.base_filters, help="U-Net width")
     p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch,
                    help="0: slices / batch size")
+    p.add_argument("--tumor-oversampling", type=float, default=d.tumor_oversampling,
+                   help="draw slices with tumor this many times as often as the others")
     p.add_argument("--patience", type=int, default=d.patience,
                    help="early-stopping patience in epochs (0: off)")
     p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
