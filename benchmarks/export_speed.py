@@ -1,22 +1,33 @@
 """Slice export speed and memory: ``livertumor export`` against a plain version of the seed's code.
 
 Generates two full-size cases (512 x 512 x 300 int16 volumes, stored ('L', 'P', 'S') as most
-LiTS files are, with a uint8 mask) and exports every 2nd slice at 256 px with the liver and
-abdomen windows plus the histogram channel, three ways, each in a fresh process:
+LiTS files are, with uint8 masks) and exports every 2nd slice at 256 px with the liver and
+abdomen windows plus the histogram channel, three ways, each in a fresh child process:
 
-- plain: the seed report's approach: ``nibabel.load(...).get_fdata()`` (float64) and
-  ``np.rot90`` per volume and mask, then per slice a float64 ``to_nchan`` (breaks from the
-  slice itself, full sort), ``PIL`` resize and save of the JPEG and the PNG;
-- ``livertumor export`` with 1 worker and with 2 workers.
+- plain: the seed report's approach written plainly: per case ``np.rot90(nib.load(...)
+  .get_fdata())`` for the volume and the mask (float64 volumes), then per slice a float32
+  ``to_nchan`` whose histogram breaks come from the slice itself (a full sort, as fastai's
+  ``hist_scaled`` without ``brks``), ``PIL`` resize and save of the JPEG and the PNG;
+- ``livertumor.export_slices`` (what ``python -m livertumor export`` calls) with 1 worker and
+  with 2 workers.
 
-Prints slices/s and the peak resident memory above each process's baseline after imports
-(sum over the worker processes for 2 workers, sampled every 20 ms with psutil), and the
-ratios. Run: ``python benchmarks/export_speed.py`` (about 2 minutes).
+For each it prints slices per second two ways: over the export call alone (``in call``, what a
+notebook cell or a long export sees) and over the whole child process including interpreter
+start and imports (``command``); and the peak resident memory (RSS) above the child's own RSS
+after its imports: per process (the child's ``VmHWM`` from /proc, its worker processes'
+``ru_maxrss`` from ``resource.getrusage``), and summed over all processes from psutil samples
+every 10 ms. RSS counts the memory-mapped pages of the ``.nii`` files that were touched.
+Then the ratios.
+
+Run: ``python benchmarks/export_speed.py`` (about a minute; needs ~1 GB of /tmp and ~2.5 GB of
+RAM for the plain version).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +38,7 @@ import numpy as np
 
 SHAPE = (512, 512, 300)
 SIZE, EVERY = 256, 2
+WINDOWS = ((150, 30), (400, 50))  # liver, abdomen_soft (width, level)
 
 
 def make_cases(root: Path) -> None:
@@ -63,9 +75,12 @@ def make_cases(root: Path) -> None:
 
 
 def plain_export(data_dir: Path, out: Path) -> int:
-    """The seed pipeline, written plainly (float64, rot90, per-slice breaks, PIL)."""
+    """The seed pipeline, written plainly (float64 volumes, rot90, per-slice breaks, PIL)."""
     import nibabel as nib
     from PIL import Image
+
+    def read_nii(path):  # the seed's read_nii
+        return np.rot90(np.array(nib.load(path).get_fdata()))
 
     def windowed(x, w, level):
         px = x.copy()
@@ -79,97 +94,123 @@ def plain_export(data_dir: Path, out: Path) -> int:
         t = np.concatenate([[0.001], np.arange(100) / 100 + 0.005, [0.999]])
         brks = np.unique(imsd[(len(imsd) * t).astype(np.int64)])
         hist = np.clip(np.interp(x.ravel(), brks, np.linspace(0, 1, len(brks))), 0, 1)
-        return np.stack([windowed(x, 150, 30), windowed(x, 400, 50), hist.reshape(x.shape)], 0)
+        return np.stack([*(windowed(x, w, lv) for w, lv in WINDOWS), hist.reshape(x.shape)], -1)
 
     out.mkdir(parents=True)
     n = 0
     for vpath in sorted(data_dir.glob("volume_pt1/*.nii")):
         cid = vpath.stem.split("-")[1]
-        ct = np.rot90(nib.load(vpath).get_fdata())
-        mask = np.rot90(nib.load(data_dir / "segmentations" / f"segmentation-{cid}.nii")
-                        .get_fdata())
+        ct = read_nii(vpath)
+        mask = read_nii(data_dir / "segmentations" / f"segmentation-{cid}.nii")
         for k in range(0, ct.shape[2], EVERY):
-            x = (to_nchan(ct[:, :, k]) * 255).astype(np.uint8)
-            Image.fromarray(x.transpose(1, 2, 0)).resize((SIZE, SIZE)).save(
-                out / f"{cid}_{k}.jpg", quality=90)
+            x = (to_nchan(ct[:, :, k].astype(np.float32)) * 255).astype(np.uint8)
+            Image.fromarray(x).resize((SIZE, SIZE)).save(out / f"{cid}_{k}.jpg", quality=90)
             Image.fromarray(mask[:, :, k].astype(np.uint8)).resize(
                 (SIZE, SIZE), Image.NEAREST).save(out / f"{cid}_{k}.png")
             n += 1
     return n
 
 
+def _status_bytes(field: str) -> int:
+    """A memory field of /proc/self/status (VmRSS: now; VmHWM: peak of this process image)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
 def child(mode: str, data_dir: str, out: str) -> None:
+    """One measured export in this (fresh) process; prints a JSON line."""
+    from livertumor.export import export_slices
+
+    baseline = _status_bytes("VmRSS")  # after all imports
+    t0 = time.perf_counter()
     if mode == "plain":
         n = plain_export(Path(data_dir), Path(out))
     else:
-        from livertumor.export import export_slices
-
-        result = export_slices(data_dir, out, every=EVERY, size=SIZE, test_fraction=0.5,
+        result = export_slices(data_dir, out, every=EVERY, size=SIZE,
+                               windows=("liver", "abdomen_soft"), test_fraction=0.5,
                                workers=int(mode), progress=False)
         n = len(result.manifest)
-    print(json.dumps({"slices": n}))
+    seconds = time.perf_counter() - t0
+    # VmHWM rather than ru_maxrss for this process: Linux carries the RSS the forked copy of
+    # the parent had before exec into RUSAGE_SELF's ru_maxrss. The workers (forked from this
+    # process after the baseline) report through RUSAGE_CHILDREN, in KiB.
+    print(json.dumps({
+        "slices": n, "call_s": seconds, "baseline": baseline,
+        "max_self": _status_bytes("VmHWM"),
+        "max_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))
 
 
 def measure(mode: str, data_dir: Path, out: Path) -> dict:
-    """Run one export in a child process, sampling the memory of its process tree."""
+    """Run one export in a child process, sampling the RSS of its process tree."""
     import psutil
 
-    # baseline: the same interpreter with the same imports, idle
-    probe = subprocess.run([sys.executable, "-c", "import numpy, nibabel, PIL, pandas, scipy, "
-                            "livertumor.export, psutil, os; "
-                            "print(psutil.Process(os.getpid()).memory_info().rss)"],
-                           capture_output=True, text=True, check=True)
-    baseline = int(probe.stdout.strip())
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, __file__, "--child", mode, str(data_dir), str(out)],
                             stdout=subprocess.PIPE, text=True)
     parent = psutil.Process(proc.pid)
-    peak_sum = peak_one = 0
+    peak_sum = 0
     while proc.poll() is None:
         try:
-            procs = [parent, *parent.children(recursive=True)]
-            rss = [max(0, p.memory_info().rss - baseline) for p in procs]
-            peak_sum, peak_one = max(peak_sum, sum(rss)), max(peak_one, max(rss))
+            peak_sum = max(peak_sum, sum(p.memory_info().rss for p in
+                                         [parent, *parent.children(recursive=True)]))
         except psutil.Error:
             pass
-        time.sleep(0.02)
-    seconds = time.perf_counter() - t0
-    slices = json.loads(proc.stdout.read().strip().splitlines()[-1])["slices"]
-    return {"slices": slices, "seconds": seconds, "rate": slices / seconds,
-            "peak_sum_mib": peak_sum / 2**20, "peak_one_mib": peak_one / 2**20}
+        time.sleep(0.01)
+    command_s = time.perf_counter() - t0
+    res = json.loads(proc.stdout.read().strip().splitlines()[-1])
+    base = res["baseline"]
+    n_procs = 1 if mode == "plain" else 1 + int(mode) * (int(mode) > 1)
+    return {**res, "command_s": command_s,
+            "rate_call": res["slices"] / res["call_s"],
+            "rate_command": res["slices"] / command_s,
+            "peak_one_mib": (max(res["max_self"], res["max_children"]) - base) / 2**20,
+            "peak_sum_mib": max(0, peak_sum - n_procs * base) / 2**20}
 
 
 def main() -> None:
-    int16_mib = np.prod(SHAPE) * 2 / 2**20
+    volume_mib = np.prod(SHAPE) * 2 / 2**20
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
-        make_cases(root / "data")
+        # in a child process, so that this one stays small (its RSS at each fork is inherited)
+        subprocess.run([sys.executable, __file__, "--make", str(root / "data")], check=True)
         print(f"two {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} int16 cases written in "
-              f"{time.perf_counter() - t0:.0f} s (one volume: {int16_mib:.0f} MiB int16)")
-        print(f"exporting every {EVERY}nd slice at {SIZE} px, 3 channels; fresh process each")
+              f"{time.perf_counter() - t0:.0f} s (one volume: {volume_mib:.0f} MiB as int16); "
+              f"{os.cpu_count()} CPUs")
+        print(f"exporting every {EVERY}nd slice at {SIZE} px, 3 channels; a fresh process each\n")
+        print(f"{'':32}{'slices':>7}{'in call':>9}{'slices/s':>10}{'command':>9}{'slices/s':>10}"
+              f"{'peak RSS/proc':>15}{'x volume':>9}{'all procs':>11}")
         results = {}
-        for mode, label in (("plain", "plain seed-style (get_fdata, rot90)"),
+        for mode, label in (("plain", "plain seed-style (get_fdata)"),
                             ("1", "livertumor export, 1 worker"),
                             ("2", "livertumor export, 2 workers")):
             r = measure(mode, root / "data", root / f"out-{mode}")
             results[mode] = r
-            print(f"  {label:<38}: {r['slices']} slices in {r['seconds']:5.1f} s = "
-                  f"{r['rate']:6.1f} slices/s; peak memory +{r['peak_one_mib']:5.0f} MiB per "
-                  f"process ({r['peak_one_mib'] / int16_mib:4.1f}x a volume's int16), "
-                  f"+{r['peak_sum_mib']:5.0f} MiB all processes")
+            print(f"{label:32}{r['slices']:7d}{r['call_s']:8.2f}s{r['rate_call']:10.1f}"
+                  f"{r['command_s']:8.2f}s{r['rate_command']:10.1f}"
+                  f"{r['peak_one_mib']:11.0f} MiB{r['peak_one_mib'] / volume_mib:8.2f}x"
+                  f"{r['peak_sum_mib']:7.0f} MiB")
         plain = results["plain"]
+        print()
         for mode in ("1", "2"):
             r = results[mode]
-            print(f"  {mode} worker(s) vs plain: {r['rate'] / plain['rate']:.1f}x the slices/s, "
-                  f"{plain['peak_one_mib'] / max(r['peak_one_mib'], 1):.1f}x less memory "
-                  "per process")
-        print("  (targets: at least 10x the plain slices/s with 2 workers; at most 2x a "
-              "volume's int16 size per process)")
+            print(f"{mode} worker(s) vs plain: {r['rate_call'] / plain['rate_call']:5.1f}x the "
+                  f"slices/s in call, {r['rate_command'] / plain['rate_command']:5.1f}x per "
+                  f"command; {plain['peak_one_mib'] / max(r['peak_one_mib'], 1):5.1f}x less "
+                  "peak memory per process")
+        print("targets: >= 10x the plain slices/s with 2 workers; <= 2x a volume's int16 size "
+              "per process")
+        print("peak RSS: above the child's RSS after imports; per process from /proc VmHWM and "
+              "getrusage (workers), all processes summed from psutil samples every 10 ms")
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         child(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif len(sys.argv) == 3 and sys.argv[1] == "--make":
+        make_cases(Path(sys.argv[2]))
     else:
         main()

@@ -122,13 +122,24 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_slices
+    from .export import ExportSettings, export_slices
 
-    windows = [w.strip() for w in args.windows.split(",") if w.strip()]
+    try:
+        ExportSettings(args.every, args.size, args.windows, args.test_fraction, args.seed)
+        if args.workers is not None and args.workers < 0:
+            raise ValueError(f"--workers must be positive (0: all CPUs), got {args.workers}")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     result = export_slices(args.data_dir, args.out_dir, every=args.every, size=args.size,
-                           windows=windows, test_fraction=args.test_fraction, seed=args.seed,
-                           workers=args.workers, progress=not args.quiet)
+                           windows=args.windows, test_fraction=args.test_fraction,
+                           seed=args.seed, workers=args.workers or None,
+                           progress=not args.quiet, overwrite=args.overwrite)
     print(result.summary_text())
+    if not result.complete:
+        print(f"error: {len(result.failed)} usable cases failed while being exported; "
+              "run the same command again to retry them", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -166,17 +177,31 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export every k-th axial slice of the cases under DATA_DIR to OUT_DIR: "
                     "{train,test}/images/*.jpg (the windows plus the histogram-equalised "
                     "channel), {train,test}/masks/*.png (labels 0/1/2), manifest.csv, "
-                    "cases.csv and preprocessing.json. Bad cases are listed and skipped. "
-                    "Run the same command again to finish an interrupted export.")
+                    "cases.csv and preprocessing.json. Patients are split into train and "
+                    "test (stratified by tumor presence); the histogram breaks come from the "
+                    "training patients only. Bad cases are listed with the reason and "
+                    "skipped. Run the same command again to finish an interrupted export. "
+                    "Exit status: 0 when every usable case was exported, 1 when some failed, "
+                    "2 when none could be (or on bad arguments).")
     p.add_argument("data_dir", type=Path, metavar="DATA_DIR")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     p.add_argument("--every", type=int, default=2, help="export every k-th slice (default 2)")
-    p.add_argument("--size", type=int, default=256, help="output side in pixels (0: original)")
+    p.add_argument("--size", type=int, default=256,
+                   help="side of the square output images in pixels (default 256; 0: original)")
+    from .windowing import WINDOWS
+
     p.add_argument("--windows", default="liver,abdomen_soft",
-                   help="comma-separated window names (default liver,abdomen_soft)")
-    p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+                   help="two comma-separated window names, the red and green channels "
+                        f"(default liver,abdomen_soft; known: {', '.join(WINDOWS)})")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="share of the patients held out for testing (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes, one case each (default: all CPUs); the output is the same "
+                        "for any number, memory grows with it")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an export already in OUT_DIR instead of resuming it (only "
+                        "the files an export writes are deleted)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_export)
 
