@@ -456,8 +456,10 @@ def test_no_whole_volume_float_copy_is_made(tmp_path):
 def test_an_export_killed_from_outside_resumes_to_the_same_result(tmp_path):
     """SIGINT (Ctrl-C) and then SIGKILL of the command and its workers, at arbitrary moments."""
     data = tmp_path / "data"
-    make_demo_dataset(data, n_cases=6, seed=1, size=192, progress=False)
-    args = ["--every", "1", "--size", "96", "--workers", "2", "--quiet"]
+    # enough work (8 cases, every slice) that a signal sent when the first records appear
+    # lands well before the end, even on a loaded machine
+    make_demo_dataset(data, n_cases=8, seed=1, size=256, progress=False)
+    args = ["--every", "1", "--size", "128", "--workers", "2", "--quiet"]
     cmd = [sys.executable, "-m", "livertumor", "export", *args, str(data)]
     reference = tmp_path / "reference"
     subprocess.run(cmd + [str(reference)], check=True, capture_output=True)
