@@ -464,12 +464,14 @@ def test_an_export_killed_from_outside_resumes_to_the_same_result(tmp_path):
     reference = tmp_path / "reference"
     subprocess.run(cmd + [str(reference)], check=True, capture_output=True)
     out = tmp_path / "out"
-    interrupted = 0
+    interrupted, seen = 0, []
     for sig in (signal.SIGINT, signal.SIGKILL):
         if (out / "manifest.csv").exists():
             break  # the previous run got to the end before its signal: nothing left to stop
+        # a shell's background jobs inherit SIGINT ignored; give the command a terminal's default
         proc = subprocess.Popen(cmd + [str(out)], start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         n_done = len(list((out / ".export").glob("case-*.json")))
         deadline = time.time() + 60
         while time.time() < deadline and proc.poll() is None and \
@@ -478,9 +480,10 @@ def test_an_export_killed_from_outside_resumes_to_the_same_result(tmp_path):
         running = proc.poll() is None
         os.killpg(proc.pid, sig)
         proc.wait(timeout=60)
+        seen.append((sig, running, proc.returncode, proc.stderr.read()[-500:]))
         if running and proc.returncode != 0:  # stopped mid-way (not a race with its own end)
             interrupted += 1
             assert not (out / "manifest.csv").exists()
-    assert interrupted >= 1
+    assert interrupted >= 1, seen
     subprocess.run(cmd + [str(out)], check=True, capture_output=True)
     assert tree_digest(out) == tree_digest(reference)
