@@ -219,6 +219,19 @@ def test_a_mask_stored_in_another_orientation_exports_like_an_aligned_one(tmp_pa
     assert len(same) == 2 * 2 * 8 + 1 and all(digest_a[k] == digest_b[k] for k in same)
 
 
+def test_compressed_files_export_like_uncompressed_ones(tmp_path):
+    """.nii.gz volumes and masks (read slab by slab) give the bytes of the .nii ones."""
+    ct, mask = anatomy((32, 28, 8))
+    for cid, axcodes in ((0, ("L", "P", "S")), (1, ("R", "A", "I"))):
+        write_case(tmp_path / "nii", cid, ct, mask, axcodes=axcodes)
+        write_case(tmp_path / "gz", cid, ct, mask, axcodes=axcodes, gz=True)
+    args = dict(every=1, size=32, test_fraction=0.5, seed=0, workers=1, progress=False)
+    a = tree_digest(export_slices(tmp_path / "nii", tmp_path / "out_nii", **args).out_dir)
+    b = tree_digest(export_slices(tmp_path / "gz", tmp_path / "out_gz", **args).out_dir)
+    same = [k for k in a if k.endswith((".png", ".jpg", "manifest.csv"))]
+    assert len(same) == 2 * 2 * 8 + 1 and all(a[k] == b[k] for k in same)
+
+
 # ------------------------------------------------------------------------ preprocessing.json
 
 def test_histogram_breaks_come_from_training_cases_only(exported):

@@ -272,7 +272,9 @@ class NiftiVolume:
         out = buf.transpose(1, 2, 0)
         out_stored = g.from_canonical(out)  # the same memory, indexed like the file
         try:
-            proxy = nib.load(self.path, mmap=False).dataobj
+            # keep_file_open: one open (gzip) stream for all slabs; without it nibabel reopens
+            # the file per slab and a .nii.gz is decompressed from its start each time
+            proxy = nib.load(self.path, mmap=False, keep_file_open=True).dataobj
             per_slab = max(1, int(slab_mib * 2**20) // max(1, g.shape[0] * g.shape[1] * 8))
             for start in range(0, g.shape[2], per_slab):
                 stop = min(start + per_slab, g.shape[2])
