@@ -85,14 +85,13 @@ from PIL import Image
 
 from .cases import data_fingerprint, find_cases
 from .errors import LiverTumorError
-from .preprocessing import jpeg_bytes, resize_mask, slice_channels
+from .preprocessing import channels_to_uint8, jpeg_bytes, resize_mask, slice_channels
 from .volumes import CANONICAL_AXCODES, LABELS, NiftiVolume, check_same_grid, read_mask
 from .windowing import (
     WINDOWS,
     freqhist_bins_from_counts,
     resolve_windows,
     to_nchan,
-    to_uint8,
 )
 
 FORMAT_VERSION = 1
@@ -460,24 +459,6 @@ def _survey_case(job: tuple) -> dict:
             "hist_values": values.tolist(), "hist_counts": counts.tolist()}
 
 
-def _channels_to_uint8(channels: list[np.ndarray], size: int) -> np.ndarray:
-    """Steps 2-3 of ``preprocessing.slice_channels``, one channel at a time.
-
-    Each float32 (rows, columns) channel is resized to (size, size) with Pillow's bilinear
-    filter (antialiased when shrinking) unless it has that size already or ``size`` is 0, then
-    clipped to [0, 1] and truncated to uint8 (``to_uint8``). Per channel, so no stacked float
-    image is made.
-    """
-    shape = channels[0].shape
-    resize = bool(size) and shape != (size, size)
-    out = np.empty(((size, size) if resize else shape) + (len(channels),), np.uint8)
-    for i, ch in enumerate(channels):
-        if resize:
-            ch = np.asarray(Image.fromarray(ch).resize((size, size), Image.BILINEAR))
-        out[..., i] = to_uint8(np.clip(ch, 0.0, 1.0))
-    return out
-
-
 class _SliceImager:
     """The uint8 model-input image of axial slice ``k`` of a volume.
 
@@ -514,7 +495,7 @@ class _SliceImager:
             self._codes += self._offset
         for lut, out in zip(self._lut, self._channels, strict=True):
             np.take(lut, self._codes, out=out, mode="clip")  # codes are in range: no clipping
-        return _channels_to_uint8(list(self._channels), self._size)
+        return channels_to_uint8(list(self._channels), self._size)
 
 
 def _png_bytes(mask: np.ndarray) -> bytes:

@@ -24,6 +24,26 @@ from PIL import Image
 from .windowing import resolve_windows, to_nchan, to_uint8
 
 
+def channels_to_uint8(channels, size: int) -> np.ndarray:
+    """Step 2: float32 (rows, columns) channels in [0, 1] -> uint8 (size, size, C).
+
+    Each channel is resized on its own with Pillow's bilinear filter (antialiased when
+    shrinking) unless it has that size already or ``size`` is 0, then clipped to [0, 1] and
+    truncated to uint8 (``to_uint8``). One channel at a time, so no stacked float image of the
+    output size is made.
+    """
+    channels = list(channels)
+    shape = channels[0].shape
+    resize = bool(size) and shape != (size, size)
+    out = np.empty(((size, size) if resize else shape) + (len(channels),), np.uint8)
+    for i, ch in enumerate(channels):
+        if resize:
+            ch = np.asarray(Image.fromarray(np.ascontiguousarray(ch, dtype=np.float32))
+                            .resize((size, size), Image.BILINEAR))
+        out[..., i] = to_uint8(np.clip(ch, 0.0, 1.0))
+    return out
+
+
 def slice_channels(hu: np.ndarray, prep: dict) -> np.ndarray:
     """Steps 1-2: uint8 (size, size, C) image of one HU slice (rows, columns).
 
@@ -32,13 +52,7 @@ def slice_channels(hu: np.ndarray, prep: dict) -> np.ndarray:
     """
     channels = to_nchan(hu, resolve_windows(prep["windows"]),
                         bins=np.asarray(prep["bins"], np.float32))
-    size = int(prep.get("size") or 0)
-    if size and channels.shape[:2] != (size, size):
-        channels = np.stack(
-            [np.asarray(Image.fromarray(np.ascontiguousarray(channels[..., i]))
-                        .resize((size, size), Image.BILINEAR))
-             for i in range(channels.shape[-1])], axis=-1)
-    return to_uint8(np.clip(channels, 0.0, 1.0))
+    return channels_to_uint8(np.moveaxis(channels, -1, 0), int(prep.get("size") or 0))
 
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:

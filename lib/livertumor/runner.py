@@ -234,13 +234,14 @@ def run_series(
                                      "seconds": seconds,
                                      "executed": str(executed.relative_to(run_dir))}
         print(f"[{prof['name']}] {name} done in {seconds} s", flush=True)
-        _write_json(run_dir / "run.json", record)
+        write_json(run_dir / "run.json", record)
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    _write_json(run_dir / "run.json", record)
+    write_json(run_dir / "run.json", record)
     return run_dir
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically (temporary name, then rename)."""
     tmp = path.with_name(f".{path.name}.part")
     tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
     os.replace(tmp, path)

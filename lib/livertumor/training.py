@@ -120,12 +120,6 @@ def build_model(config: TrainConfig):
     return build_resnet50_unet(shape, encoder_weights=_encoder_weights(config.encoder_weights))
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def read_history(model_dir: str | Path):
     """``history.csv`` of a model folder as a DataFrame (empty if there is none)."""
     import pandas as pd
@@ -234,7 +228,7 @@ def train(
     from .dataset import Augmentation, load_manifest, make_dataset, split_validation
     from .losses import DiceCrossEntropy
     from .metrics import segmentation_metrics
-    from .runner import environment_record
+    from .runner import environment_record, write_json
 
     export_dir, model_dir = Path(export_dir), Path(model_dir)
     manifest = load_manifest(export_dir)
@@ -273,7 +267,7 @@ def train(
         },
         **environment_record(),
     }
-    _write_json(config_path, record)
+    write_json(config_path, record)
     shutil.copyfile(prep, model_dir / "preprocessing.json")
 
     previous_policy = keras.mixed_precision.global_policy().name
@@ -321,5 +315,5 @@ def train(
         "epochs_before_this_call": int(len(history_before)),
     }
     record["result"] = result
-    _write_json(config_path, record)
+    write_json(config_path, record)
     return {**result, "model_dir": str(model_dir), "data": record["data"]}
