@@ -135,18 +135,19 @@ class RegionIoU(_RegionCounts):
         return self._ratio(tp, tp + self.false_positives + self.false_negatives)
 
 
-def segmentation_metrics() -> list[keras.metrics.Metric]:
+def segmentation_metrics(prefix: str = "") -> list[keras.metrics.Metric]:
     """Fresh ``liver_dice``, ``tumor_dice``, ``liver_iou``, ``tumor_iou`` metrics for compile.
 
     Liver is labels >= 1 (liver + tumor), tumor is label 2; see the module docstring.
+    ``prefix`` goes before each name (``val_`` for validation copies in a custom loop).
 
     Examples
     --------
     >>> model.compile(loss=DiceCrossEntropy(), metrics=segmentation_metrics())  # doctest: +SKIP
     """
     return [
-        RegionDice(LIVER_LABELS, name="liver_dice"),
-        RegionDice(TUMOR_LABELS, name="tumor_dice"),
-        RegionIoU(LIVER_LABELS, name="liver_iou"),
-        RegionIoU(TUMOR_LABELS, name="tumor_iou"),
+        RegionDice(LIVER_LABELS, name=f"{prefix}liver_dice"),
+        RegionDice(TUMOR_LABELS, name=f"{prefix}tumor_dice"),
+        RegionIoU(LIVER_LABELS, name=f"{prefix}liver_iou"),
+        RegionIoU(TUMOR_LABELS, name=f"{prefix}tumor_iou"),
     ]

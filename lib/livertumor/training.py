@@ -28,7 +28,7 @@ from .errors import LiverTumorError
 
 ARCHITECTURES = ("unet", "resnet50_unet")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "mirrored")
+STRATEGIES = ("auto", "mirrored", "multi_worker")
 MONITOR = "val_loss"
 
 
@@ -40,11 +40,14 @@ class TrainConfig:
     ----------
     architecture : ``unet`` or ``resnet50_unet``
     epochs, batch_size : int
+        ``batch_size`` is the global batch, split evenly over the replicas of the strategy.
     image_size : int
         Model input side in pixels (a multiple of 32 for the ResNet-50 U-Net).
     precision : ``float32``, ``mixed_float16`` (NVIDIA GPUs) or ``mixed_bfloat16`` (recent CPUs,
         TPUs, Ampere+ GPUs)
-    strategy : ``auto`` (the default device) or ``mirrored`` (all local GPUs, or logical CPUs)
+    strategy : ``auto`` (the default device), ``mirrored`` (all local GPUs, or logical CPUs) or
+        ``multi_worker`` (``MultiWorkerMirroredStrategy`` over the ``TF_CONFIG`` cluster; see
+        :mod:`livertumor.distributed`)
     encoder_weights : ``none``, ``imagenet`` (a local file; nothing is downloaded) or a path
     seed : int
         Seeds Python, numpy and Keras (``keras.utils.set_random_seed``) and the data pipeline.
@@ -128,16 +131,19 @@ def read_history(model_dir: str | Path):
     return pd.read_csv(path) if path.exists() else pd.DataFrame()
 
 
-def _callbacks(model_dir: Path, config: TrainConfig, extra):
+def _callbacks(model_dir: Path, config: TrainConfig, extra, chief: bool = True):
+    """The callbacks of a run. ``chief=False`` (a non-chief worker of a multi-worker run): the
+    same state (resume epoch, history, early stopping) but nothing is written."""
     import keras
 
     class ResumableHistory(keras.callbacks.Callback):
         """history.csv rewritten atomically after every epoch; on resume, rows of epochs that
         will run again are dropped and the best/early-stopping state is rebuilt from it."""
 
-        def __init__(self, path: Path, checkpoint, early_stopping):
+        def __init__(self, path: Path, checkpoint, early_stopping, write: bool = True):
             super().__init__()
             self.path, self.checkpoint, self.early_stopping = path, checkpoint, early_stopping
+            self.write = write
             self.rows: list[dict] | None = None
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -151,7 +157,8 @@ def _callbacks(model_dir: Path, config: TrainConfig, extra):
             scores = [float(r[MONITOR]) for r in rows if r.get(MONITOR) not in (None, "")]
             if scores:
                 best_i = min(range(len(scores)), key=scores.__getitem__)
-                self.checkpoint.best = scores[best_i]
+                if self.checkpoint is not None:
+                    self.checkpoint.best = scores[best_i]
                 if self.early_stopping is not None:
                     self.early_stopping.best = scores[best_i]
                     self.early_stopping.best_epoch = best_i
@@ -162,6 +169,8 @@ def _callbacks(model_dir: Path, config: TrainConfig, extra):
             row = {"epoch": epoch, "learning_rate": float(keras.ops.convert_to_numpy(lr))}
             row.update({k: float(v) for k, v in (logs or {}).items()})
             self.rows.append(row)
+            if not self.write:
+                return
             keys = list(dict.fromkeys(k for r in self.rows for k in r))
             tmp = self.path.with_name(f".{self.path.name}.part")
             with open(tmp, "w", newline="") as fh:
@@ -170,14 +179,31 @@ def _callbacks(model_dir: Path, config: TrainConfig, extra):
                 writer.writerows(self.rows)
             os.replace(tmp, self.path)
 
-    best = keras.callbacks.ModelCheckpoint(str(model_dir / "best.keras"), monitor=MONITOR,
-                                           mode="min", save_best_only=True)
+    class RestoreOnly(keras.callbacks.BackupAndRestore):
+        """Restores the chief's backup at the start; never saves or deletes it."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            pass
+
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+        def on_train_end(self, logs=None):
+            pass
+
     stopper = (keras.callbacks.EarlyStopping(monitor=MONITOR, mode="min",
                                              patience=config.patience)
                if config.patience > 0 else None)
+    backup_dir = str(model_dir / "backup")
+    if not chief:
+        callbacks = [RestoreOnly(backup_dir),
+                     ResumableHistory(model_dir / "history.csv", None, stopper, write=False)]
+        return callbacks + ([stopper] if stopper is not None else []) + list(extra or [])
+    best = keras.callbacks.ModelCheckpoint(str(model_dir / "best.keras"), monitor=MONITOR,
+                                           mode="min", save_best_only=True)
     callbacks = [
         # BackupAndRestore first: it restores the epoch before anything else looks at it.
-        keras.callbacks.BackupAndRestore(str(model_dir / "backup"), double_checkpoint=True),
+        keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
         ResumableHistory(model_dir / "history.csv", best, stopper),
         best,
         keras.callbacks.ModelCheckpoint(str(model_dir / "last.keras")),
@@ -186,14 +212,6 @@ def _callbacks(model_dir: Path, config: TrainConfig, extra):
     if stopper is not None:
         callbacks.append(stopper)
     return callbacks + list(extra or [])
-
-
-def _strategy(name: str):
-    import tensorflow as tf
-
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def train(
@@ -226,10 +244,23 @@ def train(
     import keras
 
     from .dataset import Augmentation, load_manifest, make_dataset, split_validation
+    from .distributed import (
+        WorkerRole,
+        barrier,
+        fit_multi_worker,
+        make_strategy,
+        shard_rows,
+        weights_digest,
+        worker_role,
+    )
     from .losses import DiceCrossEntropy
     from .metrics import segmentation_metrics
     from .runner import environment_record, write_json
 
+    multi_worker = config.strategy == "multi_worker"
+    # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything in this process.
+    strategy = make_strategy(config.strategy) if multi_worker else None
+    role = worker_role() if multi_worker else WorkerRole(None, 0, 1, True)
     export_dir, model_dir = Path(export_dir), Path(model_dir)
     manifest = load_manifest(export_dir)
     prep = export_dir / "preprocessing.json"
@@ -240,7 +271,8 @@ def train(
         raise LiverTumorError("the export has no training slices", export_dir / "manifest.csv")
     fit_rows, val_rows = split_validation(train_rows, config.validation_fraction, config.seed)
 
-    model_dir.mkdir(parents=True, exist_ok=True)
+    if role.is_chief:
+        model_dir.mkdir(parents=True, exist_ok=True)
     config_path = model_dir / "config.json"
     settings = asdict(config)
     if config_path.exists():
@@ -267,38 +299,69 @@ def train(
         },
         **environment_record(),
     }
-    write_json(config_path, record)
-    shutil.copyfile(prep, model_dir / "preprocessing.json")
+    if role.is_chief:
+        write_json(config_path, record)
+        shutil.copyfile(prep, model_dir / "preprocessing.json")
 
     previous_policy = keras.mixed_precision.global_policy().name
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
     try:
-        strategy = _strategy(config.strategy)
+        strategy = strategy or make_strategy(config.strategy)
         replicas = strategy.num_replicas_in_sync
-        train_ds = make_dataset(fit_rows, config.batch_size, config.image_size, training=True,
-                                seed=config.seed, tumor_oversampling=config.tumor_oversampling,
-                                augmentation=Augmentation() if config.augment else None,
-                                cache=config.cache)
-        val_ds = (make_dataset(val_rows, config.batch_size, config.image_size, cache=config.cache)
-                  if len(val_rows) else None)
+        if config.batch_size % replicas:
+            raise LiverTumorError(f"batch size {config.batch_size} does not split evenly over "
+                                  f"{replicas} replicas", model_dir)
+        augmentation = Augmentation() if config.augment else None
+        loss = DiceCrossEntropy(dice_weight=config.dice_weight)
         with strategy.scope():
             model = build_model(config)
             schedule = keras.optimizers.schedules.CosineDecay(
                 config.learning_rate, decay_steps=config.epochs * steps, alpha=0.05)
-            model.compile(optimizer=keras.optimizers.Adam(schedule),
-                          loss=DiceCrossEntropy(dice_weight=config.dice_weight),
-                          metrics=segmentation_metrics())
+            model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss,
+                          metrics=None if multi_worker else segmentation_metrics())
         history_before = read_history(model_dir)
-        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                  steps_per_epoch=steps, callbacks=_callbacks(model_dir, config, callbacks),
-                  shuffle=False, verbose=verbose)  # the dataset shuffles itself
+        callback_list = _callbacks(model_dir, config, callbacks, chief=role.is_chief)
+        if multi_worker:
+            def train_dataset_fn(context):
+                return make_dataset(
+                    shard_rows(fit_rows, context.input_pipeline_id, context.num_input_pipelines),
+                    context.get_per_replica_batch_size(config.batch_size), config.image_size,
+                    training=True, seed=config.seed + 7919 * context.input_pipeline_id,
+                    tumor_oversampling=config.tumor_oversampling, augmentation=augmentation,
+                    cache=config.cache)
+
+            with strategy.scope():
+                train_metrics = segmentation_metrics()
+                val_metrics = segmentation_metrics(prefix="val_")
+                # variables are created in the scope only, identically on every worker
+                # (creating one broadcasts its value): build the optimizer's here, before
+                # BackupAndRestore restores them
+                model.optimizer.build(model.trainable_variables)
+            loop = fit_multi_worker(strategy, model, loss, train_metrics, val_metrics,
+                                    train_dataset_fn, val_rows, config, steps, callback_list,
+                                    verbose=int(bool(verbose) and role.is_chief))
+        else:
+            train_ds = make_dataset(fit_rows, config.batch_size, config.image_size,
+                                    training=True, seed=config.seed,
+                                    tumor_oversampling=config.tumor_oversampling,
+                                    augmentation=augmentation, cache=config.cache)
+            val_ds = (make_dataset(val_rows, config.batch_size, config.image_size,
+                                   cache=config.cache) if len(val_rows) else None)
+            model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                      steps_per_epoch=steps, callbacks=callback_list,
+                      shuffle=False, verbose=verbose)  # the dataset shuffles itself
+            loop = {}
         best_path = model_dir / "best.keras"
         if best_path.exists():
             model.load_weights(best_path)
-        tmp = model_dir / ".model.part.keras"
-        model.save(tmp)
-        os.replace(tmp, model_dir / "model.keras")
+        digest = weights_digest(model)
+        if role.is_chief:
+            tmp = model_dir / ".model.part.keras"
+            model.save(tmp)
+            os.replace(tmp, model_dir / "model.keras")
+        if multi_worker:
+            barrier(strategy)  # model.keras is complete before any worker returns
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -311,9 +374,14 @@ def train(
         "last": {k: float(v) for k, v in history.iloc[-1].items()},
         "best": {k: float(v) for k, v in history.iloc[best_i].items()},
         "replicas": int(replicas),
+        "workers": role.num_workers,
+        "weights_sha256": digest,
         # epochs already in history.csv when this call started (a resumed run)
         "epochs_before_this_call": int(len(history_before)),
     }
-    record["result"] = result
-    write_json(config_path, record)
-    return {**result, "model_dir": str(model_dir), "data": record["data"]}
+    if role.is_chief:
+        record["result"] = result
+        write_json(config_path, record)
+    worker = {"task_type": role.task_type, "task_id": role.task_id, "chief": role.is_chief,
+              **loop}
+    return {**result, "model_dir": str(model_dir), "data": record["data"], "worker": worker}
