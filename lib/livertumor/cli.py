@@ -122,19 +122,32 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import ExportSettings, export_slices
+    from .export import ExportSettings, export_slices, merge_export, parse_shard
 
+    if args.merge is not None:
+        if args.data_dir is not None or args.shard is not None:
+            print("error: --merge OUT_DIR takes no other folder and no --shard", file=sys.stderr)
+            return 2
+        result = merge_export(args.merge)
+        print(result.summary_text())
+        return 0
     try:
+        if args.data_dir is None or args.out_dir is None:
+            raise ValueError("DATA_DIR and OUT_DIR are needed (or --merge OUT_DIR)")
         ExportSettings(args.every, args.size, args.windows, args.test_fraction, args.seed)
         if args.workers is not None and args.workers < 0:
             raise ValueError(f"--workers must be positive (0: all CPUs), got {args.workers}")
+        if args.shard is not None:
+            parse_shard(args.shard)
+            if args.overwrite:
+                raise ValueError("--overwrite cannot be combined with --shard")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     result = export_slices(args.data_dir, args.out_dir, every=args.every, size=args.size,
                            windows=args.windows, test_fraction=args.test_fraction,
                            seed=args.seed, workers=args.workers or None,
-                           progress=not args.quiet, overwrite=args.overwrite)
+                           progress=not args.quiet, overwrite=args.overwrite, shard=args.shard)
     print(result.summary_text())
     if not result.complete:
         print(f"error: {len(result.failed)} usable cases failed while being exported; "
@@ -181,10 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "test (stratified by tumor presence); the histogram breaks come from the "
                     "training patients only. Bad cases are listed with the reason and "
                     "skipped. Run the same command again to finish an interrupted export. "
+                    "With --shard I/N, N machines export disjoint parts into one folder. "
                     "Exit status: 0 when every usable case was exported, 1 when some failed, "
                     "2 when none could be (or on bad arguments).")
-    p.add_argument("data_dir", type=Path, metavar="DATA_DIR")
-    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    p.add_argument("data_dir", type=Path, metavar="DATA_DIR", nargs="?")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR", nargs="?")
     p.add_argument("--every", type=int, default=2, help="export every k-th slice (default 2)")
     p.add_argument("--size", type=int, default=256,
                    help="side of the square output images in pixels (default 256; 0: original)")
@@ -202,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an export already in OUT_DIR instead of resuming it (only "
                         "the files an export writes are deleted)")
+    p.add_argument("--shard", metavar="I/N",
+                   help="export only shard I of N (0 <= I < N) of the cases, chosen by a hash "
+                        "of the case id; N machines run the same command with I = 0 .. N-1 "
+                        "into one shared OUT_DIR, and the last to finish writes manifest.csv")
+    p.add_argument("--merge", type=Path, metavar="OUT_DIR",
+                   help="only write manifest.csv, cases.csv and preprocessing.json of a sharded "
+                        "export whose shards have all finished")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_export)
 

@@ -56,6 +56,18 @@ anything else; a call with other arguments or changed data is refused with a mes
 what differs (``overwrite=True`` starts again). A lock file keeps two exports from writing
 into one folder at once.
 
+Sharded export
+--------------
+``shard="I/N"`` (``--shard I/N``) exports only the cases with :func:`shard_of` ``== I``, so N
+processes or machines can fill one ``out_dir`` on a shared file system side by side, each
+with its own lock (``.export/lock-shard-I-of-N``). The patient split and the histogram breaks
+need every case's survey: a shard surveys its own cases first, then the ones whose survey no
+other shard has cached yet, so every shard computes the same split and breaks on its own,
+whether the shards run together or one after another. A finished shard leaves its part of
+cases.csv in ``.export/shard-I-of-N.json``; the last one to finish merges
+(:func:`merge_export`, also ``--merge OUT_DIR``), and the folder is byte-identical to the
+same export run on one machine (tested). A shard resumes like an export.
+
 Memory: one case per worker; per worker about one volume's stored (int16) size plus its
 uint8 mask, never a float copy of a volume (float32 only per slice). Measured on 512 x 512 x
 300 int16 cases (``benchmarks/export_speed.py``): peak RSS 1.15x the volume's int16 size for
@@ -202,6 +214,12 @@ class ExportResult:
     failed : list of int
         Cases that passed the survey but failed while being exported (their files changed in
         between); empty when every good case was exported.
+    shard : str or None
+        ``"I/N"`` for one shard of a sharded export (``manifest`` and ``cases`` then hold its
+        own cases only); None for a whole export.
+    merged : bool
+        For a shard: whether this call found every shard finished and wrote the merged
+        manifest.csv, cases.csv and preprocessing.json.
     """
 
     out_dir: Path
@@ -210,6 +228,8 @@ class ExportResult:
     preprocessing: dict
     exported_now: list = field(default_factory=list)
     failed: list = field(default_factory=list)
+    shard: str | None = None
+    merged: bool = False
 
     @property
     def complete(self) -> bool:
@@ -255,6 +275,9 @@ class ExportResult:
         skipped = self.skipped()
         done = int(self.manifest["case_id"].nunique())
         lines = [f"exported {done} of {len(self.cases)} cases to {self.out_dir}"]
+        if self.shard is not None:
+            lines[0] = (f"shard {self.shard}: exported {done} of its {len(self.cases)} cases "
+                        f"to {self.out_dir}")
         for split in ("train", "test"):
             r = s.loc[split]
             lines.append(f"  {split + ':':6} {r['cases']:4d} cases ({r['cases with tumor']} "
@@ -270,6 +293,11 @@ class ExportResult:
         if self.failed:
             lines.append(f"  NOT exported although they passed the checks: {self.failed} "
                          "(see cases.csv; run again to retry)")
+        if self.shard is not None:
+            lines.append("  all shards finished: manifest.csv, cases.csv and preprocessing.json "
+                         "written" if self.merged else
+                         "  other shards are still running: the last one to finish writes "
+                         "manifest.csv (or run: livertumor export --merge OUT_DIR)")
         return "\n".join(lines)
 
 
@@ -671,12 +699,19 @@ def _lock_is_stale(lock: Path) -> bool:
     return False
 
 
+class ExportLocked(LiverTumorError):
+    """Another process holds the lock this export (or shard, or merge) needs."""
+
+
 @contextlib.contextmanager
-def _export_lock(out_dir: Path):
-    """Hold ``out_dir/.export/lock`` (pid and host) while exporting; stale locks are taken."""
+def _export_lock(out_dir: Path, name: str = "lock"):
+    """Hold ``out_dir/.export/<name>`` (pid and host) while exporting; stale locks are taken.
+
+    An export takes ``lock``; shard I of N of a sharded export takes ``lock-shard-I-of-N``, so
+    the shards of one export run side by side but never twice the same shard."""
     state = out_dir / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
-    lock = state / "lock"
+    lock = state / name
     me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
     for _ in range(3):
         try:
@@ -685,7 +720,7 @@ def _export_lock(out_dir: Path):
             with contextlib.suppress(FileNotFoundError):
                 if not _lock_is_stale(lock):
                     holder = _read_json(lock) or {}
-                    raise LiverTumorError(
+                    raise ExportLocked(
                         f"another export (pid {holder.get('pid', '?')} on "
                         f"{holder.get('host', '?')}) is writing into this folder; wait for it, "
                         f"or delete {lock} if no export is running", out_dir) from None
@@ -702,13 +737,34 @@ def _export_lock(out_dir: Path):
         lock.unlink(missing_ok=True)
 
 
-def _clean_partial_files(out_dir: Path) -> int:
-    """Remove ``.<name>.part`` files left by an interrupted run; returns how many."""
+def _clean_partial_files(out_dir: Path, cases=None) -> int:
+    """Remove ``.<name>.part`` files left by an interrupted run; returns how many.
+
+    ``cases`` (a shard's own case ids): only the slice files and records of those cases, so
+    that the files other shards are writing at the same time are left alone."""
     n = 0
     for tmp in out_dir.rglob(".*.part"):
+        # surveys are written by any shard (see export_slices): never another one's file
+        if cases is not None and (tmp.parent.name == "survey"
+                                  or _part_case(tmp.name) not in cases):
+            continue
         tmp.unlink(missing_ok=True)
         n += 1
     return n
+
+
+def _part_case(part_name: str) -> int | None:
+    """The case a ``.<name>.part`` file belongs to: ``.0003_0042.jpg.part`` and
+    ``.case-3.json.part`` give 3; other names None."""
+    name = part_name[1:]
+    head = name.split("_", 1)[0]
+    if head.isdigit() and len(head) >= 4:
+        return int(head)
+    if name.startswith("case-"):
+        number = name[5:].split(".", 1)[0]
+        if number.isdigit():
+            return int(number)
+    return None
 
 
 def _done_record(out_dir: Path, case_id: int, split: str) -> dict | None:
@@ -879,6 +935,7 @@ def export_slices(
     workers: int | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    shard: str | tuple[int, int] | None = None,
 ) -> ExportResult:
     """Export every ``every``-th axial slice of a LiTS folder as JPEG images and PNG masks.
 
@@ -901,11 +958,17 @@ def export_slices(
     overwrite : bool
         Delete an export already in ``out_dir`` (only the files an export writes) and start
         again, instead of resuming it or refusing other arguments.
+    shard : ``"I/N"`` or ``(I, N)``, optional
+        Export only the cases of shard I of N (0 <= I < N; :func:`shard_of`), so that N
+        processes or machines fill one shared ``out_dir`` side by side. See "Sharded export"
+        in the module docstring. Not with ``overwrite``.
 
     Returns
     -------
     ExportResult
         ``.manifest`` and ``.cases`` as DataFrames, ``.split_summary()``, ``.summary_text()``.
+        For a shard: its own cases only, with ``.shard`` set and ``.merged`` telling whether
+        it was the last shard to finish and wrote the merged manifest.
 
     Raises
     ------
@@ -926,6 +989,11 @@ def export_slices(
     settings = ExportSettings(every, size, windows, test_fraction, seed)
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be positive (or 0 / None for all CPUs), got {workers}")
+    shard_index, shard_count = parse_shard(shard) if shard is not None else (0, 1)
+    sharded = shard is not None
+    if sharded and overwrite:
+        raise ValueError("overwrite cannot be combined with shard: one shard would delete the "
+                         "others' work; delete the folder first, then start all shards")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     cases = find_cases(data_dir)
     fingerprint = data_fingerprint(data_dir)
@@ -933,35 +1001,55 @@ def export_slices(
     _check_not_foreign(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    with _export_lock(out_dir):
+    own = {int(c) for c in cases["case_id"] if shard_of(int(c), shard_count) == shard_index}
+    lock_name = f"lock-shard-{shard_index}-of-{shard_count}" if sharded else "lock"
+    with _export_lock(out_dir, lock_name):
         _prepare_out_dir(out_dir, params, overwrite)
-        _clean_partial_files(out_dir)
+        shard_file = out_dir / STATE_DIR / _shard_file_name(shard_index, shard_count)
+        if sharded:
+            shard_file.unlink(missing_ok=True)  # not done until this run is
+        _clean_partial_files(out_dir, own if sharded else None)
         status = {int(r.case_id): {"status": r.status, "reason": r.reason}
                   for r in cases.itertuples()}
         usable = {int(r.case_id): r for r in cases.itertuples() if r.status == "ok"}
         survey_dir = out_dir / STATE_DIR / "survey"
         survey_dir.mkdir(exist_ok=True)
-        surveys = {}
-        for cid in usable:
-            cached = _read_json(survey_dir / f"case-{cid}.json")
-            if isinstance(cached, dict) and cached.get("case_id") == cid:
-                surveys[cid] = cached
-        survey_jobs = [(cid, r.volume_path, r.mask_path, settings.every)
-                       for cid, r in usable.items() if cid not in surveys]
+        surveys: dict = {}
+
+        def cached_surveys():
+            for cid in usable:
+                if cid not in surveys:
+                    cached = _read_json(survey_dir / f"case-{cid}.json")
+                    if isinstance(cached, dict) and cached.get("case_id") == cid:
+                        surveys[cid] = cached
+
+        def survey_jobs(ids):
+            return [(cid, usable[cid].volume_path, usable[cid].mask_path, settings.every)
+                    for cid in ids if cid not in surveys]
+
+        cached_surveys()
+        # The split and the breaks need every case's survey. A shard surveys its own cases,
+        # then any still missing (another shard may be doing them at the same time: the
+        # result of a survey depends only on the files, so doing one twice is harmless).
+        rounds = [sorted(own & set(usable)), sorted(set(usable) - own)]
         n_workers = min(workers or _default_workers(), max(1, len(usable)))
         pool = _Workers(n_workers)
-        pending = any(not (out_dir / STATE_DIR / f"case-{cid}.json").exists() for cid in usable)
+        pending = any(not (out_dir / STATE_DIR / f"case-{cid}.json").exists()
+                      for cid in usable if cid in own)
         cancel = True
         try:
-            if survey_jobs or pending:
+            if survey_jobs(usable) or pending:
                 pool.start()
-            with tqdm(total=len(survey_jobs), desc="checking cases", unit="case",
-                      disable=not progress or not survey_jobs) as bar:
-                for res in pool.run(_survey_case, survey_jobs):
-                    _write_atomic(survey_dir / f"case-{res['case_id']}.json",
-                                  json.dumps(res).encode(), durable=False)
-                    surveys[res["case_id"]] = res
-                    bar.update()
+            with tqdm(total=len(survey_jobs(usable)), desc="checking cases", unit="case",
+                      disable=not progress or not survey_jobs(usable)) as bar:
+                for ids in rounds:
+                    cached_surveys()
+                    bar.total = len(survey_jobs(usable)) + bar.n
+                    for res in pool.run(_survey_case, survey_jobs(ids)):
+                        _write_atomic(survey_dir / f"case-{res['case_id']}.json",
+                                      json.dumps(res).encode(), durable=False)
+                        surveys[res["case_id"]] = res
+                        bar.update()
             for cid, res in surveys.items():
                 if not res["ok"]:
                     status[cid] = {"status": "bad", "reason": res["reason"]}
@@ -984,7 +1072,7 @@ def export_slices(
                     (out_dir / sub / kind).mkdir(parents=True, exist_ok=True)
 
             records, todo = {}, []
-            for cid in good:
+            for cid in (c for c in good if c in own):
                 rec = _done_record(out_dir, cid, split[cid])
                 if rec is not None:
                     records[cid] = rec["rows"]
@@ -992,7 +1080,7 @@ def export_slices(
                     todo.append((cid, usable[cid].volume_path, usable[cid].mask_path,
                                  split[cid], prep, str(out_dir)))
             n_exported = {cid: len(range(0, s["n_slices"], settings.every))
-                          for cid, s in good.items()}
+                          for cid, s in good.items() if cid in own}
             todo.sort(key=lambda job: (-n_exported[job[0]], job[0]))  # biggest first
             exported_now, failed = [], []
             with tqdm(total=sum(n_exported[j[0]] for j in todo), unit="slice",
@@ -1012,17 +1100,149 @@ def export_slices(
         finally:
             pool.close(cancel)
             if cancel:  # interrupted or failed: the workers are stopped, tidy their temp files
-                _clean_partial_files(out_dir)
+                _clean_partial_files(out_dir, own if sharded else None)
 
-        manifest = pd.DataFrame([row for cid in sorted(records) for row in records[cid]],
-                                columns=MANIFEST_COLUMNS)
-        table = _cases_table(cases, status, split, surveys, records)
-        _write_atomic(out_dir / "cases.csv", _csv_bytes(table))
-        if manifest.empty:
-            raise LiverTumorError(_nothing_exported(cases, table, out_dir), data_dir)
-        _write_atomic(out_dir / "manifest.csv", _csv_bytes(manifest))
-        _write_atomic(out_dir / "preprocessing.json", (json.dumps(prep, indent=2) + "\n").encode())
-    return ExportResult(out_dir, manifest, table, prep, sorted(exported_now), sorted(failed))
+        manifest = _manifest(records)
+        mine = cases[cases["case_id"].isin(own)]
+        table = _cases_table(mine, status, split, surveys, records)
+        if not sharded:
+            _write_outputs(out_dir, manifest, table, prep, data_dir)
+            return ExportResult(out_dir, manifest, table, prep, sorted(exported_now),
+                                sorted(failed))
+        _write_atomic(shard_file, json.dumps({
+            "shard": shard_index, "of": shard_count, "params": params, "preprocessing": prep,
+            "cases": json.loads(table.to_json(orient="records")),
+        }).encode())
+    result = ExportResult(out_dir, manifest, table, prep, sorted(exported_now), sorted(failed),
+                          shard=f"{shard_index}/{shard_count}")
+    # the last shard to finish merges (when two finish together, one merges, the other sees
+    # the merge lock held and leaves it to that one: both would write the same bytes)
+    with contextlib.suppress(ShardsMissing, ExportLocked):
+        merge_export(out_dir)
+        result.merged = True
+    return result
+
+
+def _manifest(records: dict) -> pd.DataFrame:
+    """manifest.csv's table from completion records, sorted by case and slice."""
+    return pd.DataFrame([row for cid in sorted(records) for row in records[cid]],
+                        columns=MANIFEST_COLUMNS)
+
+
+def _write_outputs(out_dir: Path, manifest: pd.DataFrame, table: pd.DataFrame, prep: dict,
+                   data_dir) -> None:
+    """Write cases.csv, then manifest.csv and preprocessing.json (the last files of an export:
+    their presence means the export is finished)."""
+    _write_atomic(out_dir / "cases.csv", _csv_bytes(table))
+    if manifest.empty:
+        raise LiverTumorError(_nothing_exported(table, table, out_dir), data_dir)
+    _write_atomic(out_dir / "manifest.csv", _csv_bytes(manifest))
+    _write_atomic(out_dir / "preprocessing.json", (json.dumps(prep, indent=2) + "\n").encode())
+
+
+# --------------------------------------------------------------------------------------------
+# sharded export
+
+
+class ShardsMissing(LiverTumorError):
+    """A merge was asked for before every shard of a sharded export had finished."""
+
+
+def parse_shard(value: str | tuple[int, int]) -> tuple[int, int]:
+    """``"1/3"`` or ``(1, 3)`` -> ``(1, 3)``: shard index I and count N, 0 <= I < N.
+
+    Raises
+    ------
+    ValueError
+        Not of the form I/N, or I outside [0, N).
+    """
+    try:
+        if isinstance(value, str):
+            index_text, count_text = value.split("/")
+            index, count = int(index_text), int(count_text)
+        else:
+            index, count = (int(v) for v in value)
+    except (ValueError, TypeError):
+        raise ValueError(f"a shard is I/N with 0 <= I < N (e.g. 0/3), got {value!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"a shard is I/N with 0 <= I < N (e.g. 0/3), got {value!r}")
+    return index, count
+
+
+def shard_of(case_id: int, count: int) -> int:
+    """The shard (0 .. count - 1) that exports a case: the SHA-256 of its id modulo ``count``.
+
+    Stable across machines, processes and Python versions (unlike ``hash``), and independent
+    of which other cases exist, so every shard computes the same assignment on its own."""
+    import hashlib
+
+    digest = hashlib.sha256(str(int(case_id)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % int(count)
+
+
+def _shard_file_name(index: int, count: int) -> str:
+    return f"shard-{index}-of-{count}.json"
+
+
+def merge_export(out_dir: str | Path) -> ExportResult:
+    """Write manifest.csv, cases.csv and preprocessing.json of a sharded export.
+
+    Reads what each finished shard left in ``.export/shard-I-of-N.json`` and the completion
+    records of the cases; the files written are byte-identical to those of the same export run
+    on one machine. The last shard to finish calls this itself; call it (``livertumor export
+    --merge OUT_DIR``) when shards ran with ``--shard`` and a merge is wanted again.
+
+    Raises
+    ------
+    ShardsMissing
+        Some shard has not finished (the message names them).
+    LiverTumorError
+        ``out_dir`` holds no sharded export, the shards disagree on the settings, the data or
+        the preprocessing, or a case's completion record is missing or damaged.
+    """
+    out_dir = Path(out_dir)
+    state = out_dir / STATE_DIR
+    settings = _read_json(state / "settings.json")
+    found = sorted(state.glob("shard-*-of-*.json")) if state.is_dir() else []
+    if settings is None or not found:
+        raise LiverTumorError("holds no sharded export (no .export/shard-*-of-*.json); export "
+                              "with --shard I/N first", out_dir)
+    shards = [_read_json(p) for p in found]
+    counts = {s["of"] for s in shards if isinstance(s, dict)}
+    complete = [n for n in sorted(counts)
+                if {s["shard"] for s in shards if isinstance(s, dict) and s["of"] == n}
+                == set(range(n))]
+    if not complete:
+        n = max(counts) if counts else 0
+        done = {s["shard"] for s in shards if isinstance(s, dict) and s["of"] == n}
+        missing = [f"{i}/{n}" for i in range(n) if i not in done]
+        raise ShardsMissing(f"shards {', '.join(missing)} have not finished; run them (the "
+                            "last one to finish merges), then merge", out_dir)
+    n = complete[-1]
+    parts = sorted((s for s in shards if isinstance(s, dict) and s["of"] == n),
+                   key=lambda s: s["shard"])
+    for part in parts:
+        if part["params"] != settings:
+            raise LiverTumorError(f"shard {part['shard']}/{n} was made with other settings or "
+                                  f"data: {_describe_change(settings, part['params'])}", out_dir)
+        if part["preprocessing"] != parts[0]["preprocessing"]:
+            raise LiverTumorError(f"shards 0/{n} and {part['shard']}/{n} computed different "
+                                  "preprocessing (their case folders differ?)", out_dir)
+    table = pd.DataFrame([row for part in parts for row in part["cases"]],
+                         columns=CASES_COLUMNS).sort_values("case_id", kind="stable")
+    table = table.reset_index(drop=True)
+    records = {}
+    for row in table[table["status"] == "ok"].itertuples():
+        record = _read_json(state / f"case-{row.case_id}.json")
+        if not isinstance(record, dict) or record.get("split") != row.split:
+            raise LiverTumorError(f"the completion record of case {row.case_id} is missing or "
+                                  "damaged; run its shard again", out_dir)
+        records[int(row.case_id)] = record["rows"]
+    manifest = _manifest(records)
+    prep = parts[0]["preprocessing"]
+    with _export_lock(out_dir, "lock-merge"):
+        _write_outputs(out_dir, manifest, table, prep, out_dir)
+    return load_export(out_dir)
 
 
 def _nothing_exported(cases: pd.DataFrame, table: pd.DataFrame, out_dir: Path) -> str:
