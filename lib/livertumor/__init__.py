@@ -8,7 +8,8 @@ The public API, by pipeline stage (one module each; see lib/livertumor/README.md
 - windowing: :data:`WINDOWS`, :func:`windowed`, :func:`freqhist_bins`, :func:`hist_scaled`,
   :func:`to_nchan`, :func:`save_jpg`
 - demo_data: :func:`make_demo_dataset`
-- export: :func:`export_slices`, :func:`load_export`, :func:`split_cases`
+- export: :func:`export_slices`, :func:`load_export`, :func:`split_cases`,
+  :func:`merge_export` (sharded exports)
 - scoring: :func:`lits_scores`, :func:`score_files`, :func:`aggregate_scores`,
   :func:`detect_lesions`, :func:`slice_scores`
 - models, losses, metrics (Keras; loaded on first use so that ``import livertumor`` does not
@@ -29,7 +30,14 @@ from .errors import (
     NiftiReadError,
     PairingError,
 )
-from .export import ExportResult, ExportSettings, export_slices, load_export, split_cases
+from .export import (
+    ExportResult,
+    ExportSettings,
+    export_slices,
+    load_export,
+    merge_export,
+    split_cases,
+)
 from .scoring import (
     aggregate_detection,
     aggregate_scores,
@@ -76,7 +84,8 @@ __all__ = [
     "PairingError",
     "find_cases", "summarize_cases", "freqhist_bins", "hist_scaled", "make_demo_dataset",
     "read_geometry", "read_mask", "read_nii", "save_jpg", "to_nchan", "windowed", "write_like",
-    "ExportResult", "ExportSettings", "export_slices", "load_export", "split_cases",
+    "ExportResult", "ExportSettings", "export_slices", "load_export", "merge_export",
+    "split_cases",
     "aggregate_detection", "aggregate_scores", "detect_lesions", "lits_scores",
     "mean_slice_scores", "score_files", "slice_scores",
     *_LAZY,

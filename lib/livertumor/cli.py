@@ -257,7 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--image-size", type=int, default=d.image_size, metavar="PX")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision)
-    p.add_argument("--strategy", choices=STRATEGIES, default=d.strategy)
+    p.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
+                   help="auto: one device; mirrored: all local GPUs; multi_worker: the "
+                        "TF_CONFIG cluster, one process per host running this same command "
+                        "(see README, Several machines)")
     p.add_argument("--encoder-weights", default=d.encoder_weights,
                    help="none, imagenet (a local file; nothing is downloaded) or a path")
     p.add_argument("--seed", type=int, default=d.seed)

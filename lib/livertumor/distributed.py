@@ -162,7 +162,7 @@ def _empty_batches(count: int, image_size: int):
 
 def fit_multi_worker(strategy, model, loss, train_metrics, val_metrics, train_dataset_fn,
                      val_rows: pd.DataFrame | None, config, steps: int, callbacks,
-                     verbose: int = 0) -> dict:
+                     verbose: int | str = 0) -> dict:
     """Train ``model`` as ``Model.fit`` would, with one ``strategy.run`` step per batch.
 
     Parameters
@@ -181,7 +181,7 @@ def fit_multi_worker(strategy, model, loss, train_metrics, val_metrics, train_da
     steps : training steps (global batches) per epoch
     callbacks : Keras callbacks, called as ``fit`` calls them (``BackupAndRestore`` sets the
         first epoch through ``model._initial_epoch``, as in ``fit``)
-    verbose : 0 or 1 (a progress bar)
+    verbose : as ``fit``'s: 0 silent, 1 a progress bar, 2 one line per epoch, ``"auto"`` 1
 
     Returns
     -------
@@ -255,8 +255,8 @@ def fit_multi_worker(strategy, model, loss, train_metrics, val_metrics, train_da
         return {metric.name: metric.result() for metric in trackers}
 
     callback_list = keras.callbacks.CallbackList(
-        callbacks, add_history=False, add_progbar=bool(verbose), model=model,
-        verbose=verbose, epochs=config.epochs, steps=steps)
+        callbacks, add_history=False, add_progbar=verbose != 0, model=model,
+        verbose=1 if verbose == "auto" else verbose, epochs=config.epochs, steps=steps)
     model.stop_training = False
     callback_list.on_train_begin()
     initial_epoch = int(getattr(model, "_initial_epoch", None) or 0)

@@ -340,7 +340,7 @@ def train(
                 model.optimizer.build(model.trainable_variables)
             loop = fit_multi_worker(strategy, model, loss, train_metrics, val_metrics,
                                     train_dataset_fn, val_rows, config, steps, callback_list,
-                                    verbose=int(bool(verbose) and role.is_chief))
+                                    verbose=verbose if role.is_chief else 0)
         else:
             train_ds = make_dataset(fit_rows, config.batch_size, config.image_size,
                                     training=True, seed=config.seed,
