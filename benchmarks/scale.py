@@ -137,11 +137,12 @@ def export_setup(data_dir: Path, work: Path, shards: int) -> dict:
     seconds = time.perf_counter() - start
     if any(p.returncode for p in procs):
         raise SystemExit(f"export with {shards} shards failed:\n" + "\n".join(outs))
-    from livertumor.export import load_export, shard_of, tree_digest
+    from livertumor.cases import find_cases
+    from livertumor.export import load_export, shard_plan, tree_digest
 
     manifest = load_export(out).manifest
     slices = len(manifest)
-    owner = manifest["case_id"].map(lambda c: shard_of(c, shards))
+    owner = manifest["case_id"].map(shard_plan(find_cases(data_dir), shards))
     per_shard = [int((owner == i).sum()) for i in range(shards)]
     return {"shards": shards, "slices": slices, "seconds": seconds, "per_shard": per_shard,
             "slices_per_s": slices / seconds, "digest": tree_digest(out)}

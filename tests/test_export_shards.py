@@ -6,12 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from collections import Counter
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from livertumor import LiverTumorError
+from livertumor import LiverTumorError, find_cases
 from livertumor.demo_data import make_demo_dataset
 from livertumor.demo_faults import write_broken_examples
 from livertumor.export import (
@@ -19,7 +19,7 @@ from livertumor.export import (
     export_slices,
     merge_export,
     parse_shard,
-    shard_of,
+    shard_plan,
     tree_digest,
 )
 
@@ -57,11 +57,11 @@ def test_three_shards_side_by_side_merge_to_the_single_machine_export(demo_dir, 
     assert sum("all shards finished" in o for o in outputs) >= 1, outputs
     assert tree_digest(out) == tree_digest(single)
     # each shard listed and exported exactly its own cases
-    found = set(pd.read_csv(single / "cases.csv")["case_id"])
+    plan = shard_plan(find_cases(demo_dir), 3)
+    assert set(plan) == set(pd.read_csv(single / "cases.csv")["case_id"])
     for i in range(3):
         part = json.loads((out / ".export" / f"shard-{i}-of-3.json").read_text())
-        assert {row["case_id"] for row in part["cases"]} == {
-            c for c in found if shard_of(c, 3) == i}
+        assert {row["case_id"] for row in part["cases"]} == {c for c, s in plan.items() if s == i}
 
 
 def test_shards_run_one_after_another_and_the_merge_waits_for_all(demo_dir, single, tmp_path):
@@ -70,7 +70,8 @@ def test_shards_run_one_after_another_and_the_merge_waits_for_all(demo_dir, sing
     assert first.shard == "2/3" and not first.merged
     assert not (out / "manifest.csv").exists()
     assert set(first.manifest["case_id"]) <= {c for c in first.cases["case_id"]}
-    assert all(shard_of(c, 3) == 2 for c in first.cases["case_id"])
+    plan = shard_plan(find_cases(demo_dir), 3)
+    assert set(first.cases["case_id"]) == {c for c, s in plan.items() if s == 2}
     with pytest.raises(ShardsMissing, match="shards 0/3, 1/3 have not finished"):
         merge_export(out)
     export_slices(demo_dir, out, workers=1, shard=(0, 3), **ARGS)
@@ -108,13 +109,46 @@ def test_shard_arguments_are_checked(demo_dir, tmp_path):
     assert done.returncode == 2 and "1/2 have not finished" in done.stderr
 
 
-def test_shard_of_is_stable_across_processes_and_balanced():
-    ids = list(range(131))  # the LiTS training cases
-    code = ("import json, sys; from livertumor.export import shard_of; "
-            "print(json.dumps([shard_of(i, 3) for i in range(131)]))")
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True)
-    assert json.loads(other.stdout) == [shard_of(i, 3) for i in ids]
-    sizes = Counter(shard_of(i, 3) for i in ids)
-    assert set(sizes) == {0, 1, 2} and min(sizes.values()) >= 131 // 3 - 12
-    assert [shard_of(i, 1) for i in ids] == [0] * 131
+def test_shard_plan_is_the_same_in_every_process_and_balanced_by_voxels():
+    rng = np.random.default_rng(0)
+    cases = pd.DataFrame({"case_id": np.arange(131), "rows": 512, "columns": 512,
+                          "slices": rng.integers(42, 988, 131)})  # LiTS: 42-987 slices
+    cases.loc[[5, 17], "slices"] = np.nan  # unreadable headers weigh nothing
+    plan = shard_plan(cases, 3)
+    code = ("import io, json, sys, pandas as pd; from livertumor.export import shard_plan; "
+            "cases = pd.read_json(io.StringIO(sys.stdin.read())); "
+            "print(json.dumps(sorted(shard_plan(cases, 3).items())))")
+    other = subprocess.run([sys.executable, "-c", code], input=cases.to_json(),
+                           capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert [tuple(x) for x in json.loads(other.stdout)] == sorted(plan.items())
+    voxels = cases["rows"] * cases["columns"] * cases["slices"].fillna(0)
+    load = [voxels[cases["case_id"].map(plan) == i].sum() for i in range(3)]
+    assert set(plan) == set(range(131)) and set(plan.values()) == {0, 1, 2}
+    assert max(load) - min(load) <= voxels.max()  # within one case of even
+    assert set(shard_plan(cases, 1).values()) == {0}
+    # the plan does not depend on the table's row order
+    assert shard_plan(cases.sample(frac=1, random_state=1), 3) == plan
+
+
+def _write_many(path):
+    from livertumor.export import _write_atomic
+
+    for _ in range(300):
+        _write_atomic(path, b"same bytes from every writer\n", durable=False)
+
+
+def test_processes_writing_the_same_file_at_once_do_not_trip_over_each_other(tmp_path):
+    # shards write settings.json and the surveys of cases they both check
+    import multiprocessing
+
+    path = tmp_path / "settings.json"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write_many, args=(path,)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    assert path.read_bytes() == b"same bytes from every writer\n"
+    assert not list(tmp_path.glob(".*.part"))

@@ -217,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an export already in OUT_DIR instead of resuming it (only "
                         "the files an export writes are deleted)")
     p.add_argument("--shard", metavar="I/N",
-                   help="export only shard I of N (0 <= I < N) of the cases, chosen by a hash "
-                        "of the case id; N machines run the same command with I = 0 .. N-1 "
+                   help="export only shard I of N (0 <= I < N) of the cases (shares balanced "
+                        "by voxels); N machines run the same command with I = 0 .. N-1 "
                         "into one shared OUT_DIR, and the last to finish writes manifest.csv")
     p.add_argument("--merge", type=Path, metavar="OUT_DIR",
                    help="only write manifest.csv, cases.csv and preprocessing.json of a sharded "

@@ -58,15 +58,16 @@ into one folder at once.
 
 Sharded export
 --------------
-``shard="I/N"`` (``--shard I/N``) exports only the cases with :func:`shard_of` ``== I``, so N
-processes or machines can fill one ``out_dir`` on a shared file system side by side, each
-with its own lock (``.export/lock-shard-I-of-N``). The patient split and the histogram breaks
-need every case's survey: a shard surveys its own cases first, then the ones whose survey no
-other shard has cached yet, so every shard computes the same split and breaks on its own,
-whether the shards run together or one after another. A finished shard leaves its part of
-cases.csv in ``.export/shard-I-of-N.json``; the last one to finish merges
-(:func:`merge_export`, also ``--merge OUT_DIR``), and the folder is byte-identical to the
-same export run on one machine (tested). A shard resumes like an export.
+``shard="I/N"`` (``--shard I/N``) exports only the cases :func:`shard_plan` gives shard I
+(balanced by voxels, the same plan on every machine), so N processes or machines can fill one
+``out_dir`` on a shared file system side by side, each with its own lock
+(``.export/lock-shard-I-of-N``). The patient split and the histogram breaks need every case's
+survey: a shard surveys its own cases first, then the ones whose survey no other shard has
+cached yet, so every shard computes the same split and breaks on its own, whether the shards
+run together or one after another. A finished shard leaves its part of cases.csv in
+``.export/shard-I-of-N.json``; the last one to finish merges (:func:`merge_export`, also
+``--merge OUT_DIR``), and the folder is byte-identical to the same export run on one machine
+(tested). A shard resumes like an export.
 
 Memory: one case per worker; per worker about one volume's stored (int16) size plus its
 uint8 mask, never a float copy of a volume (float32 only per slice). Measured on 512 x 512 x
@@ -533,7 +534,9 @@ def _png_bytes(mask: np.ndarray) -> bytes:
 
 
 def _part_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.part")
+    """``.<name>.<pid>.part``: the process id keeps two processes that write the same file at
+    once (shards writing settings.json or a survey) from renaming each other's temporary."""
+    return path.with_name(f".{path.name}.{os.getpid()}.part")
 
 
 def _write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
@@ -754,8 +757,8 @@ def _clean_partial_files(out_dir: Path, cases=None) -> int:
 
 
 def _part_case(part_name: str) -> int | None:
-    """The case a ``.<name>.part`` file belongs to: ``.0003_0042.jpg.part`` and
-    ``.case-3.json.part`` give 3; other names None."""
+    """The case a ``.<name>.<pid>.part`` file belongs to: ``.0003_0042.jpg.77.part`` and
+    ``.case-3.json.77.part`` give 3; other names None."""
     name = part_name[1:]
     head = name.split("_", 1)[0]
     if head.isdigit() and len(head) >= 4:
@@ -959,7 +962,7 @@ def export_slices(
         Delete an export already in ``out_dir`` (only the files an export writes) and start
         again, instead of resuming it or refusing other arguments.
     shard : ``"I/N"`` or ``(I, N)``, optional
-        Export only the cases of shard I of N (0 <= I < N; :func:`shard_of`), so that N
+        Export only the cases of shard I of N (0 <= I < N; :func:`shard_plan`), so that N
         processes or machines fill one shared ``out_dir`` side by side. See "Sharded export"
         in the module docstring. Not with ``overwrite``.
 
@@ -1001,7 +1004,8 @@ def export_slices(
     _check_not_foreign(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    own = {int(c) for c in cases["case_id"] if shard_of(int(c), shard_count) == shard_index}
+    plan = shard_plan(cases, shard_count)
+    own = {cid for cid, i in plan.items() if i == shard_index}
     lock_name = f"lock-shard-{shard_index}-of-{shard_count}" if sharded else "lock"
     with _export_lock(out_dir, lock_name):
         _prepare_out_dir(out_dir, params, overwrite)
@@ -1169,15 +1173,43 @@ def parse_shard(value: str | tuple[int, int]) -> tuple[int, int]:
     return index, count
 
 
-def shard_of(case_id: int, count: int) -> int:
-    """The shard (0 .. count - 1) that exports a case: the SHA-256 of its id modulo ``count``.
-
-    Stable across machines, processes and Python versions (unlike ``hash``), and independent
-    of which other cases exist, so every shard computes the same assignment on its own."""
+def _case_key(case_id: int) -> int:
+    """A stable pseudo-random key of a case id: the first 8 bytes of the SHA-256 of its decimal
+    form (the same on every machine and Python version, unlike ``hash``)."""
     import hashlib
 
-    digest = hashlib.sha256(str(int(case_id)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") % int(count)
+    return int.from_bytes(hashlib.sha256(str(int(case_id)).encode()).digest()[:8], "big")
+
+
+def shard_plan(cases: pd.DataFrame, count: int) -> dict[int, int]:
+    """Which shard (0 .. count - 1) exports each case of a :func:`find_cases` table.
+
+    Balanced by work: cases in decreasing order of voxels (rows x columns x slices from the
+    header; 0 when unreadable), ties broken by :func:`_case_key`, each given to the shard with
+    the fewest voxels so far (longest-processing-time-first). Every shard computes the same plan
+    from the same folder (the export's data fingerprint makes sure the folder is the same).
+    Hashing the case ids alone balances badly with few cases: six 300-slice cases fell 1 / 4 /
+    1 over three shards (``benchmarks/scale.py``).
+
+    Returns
+    -------
+    dict: case id -> shard index
+    """
+    def voxels(row) -> int:
+        dims = [row.get(k) for k in ("rows", "columns", "slices")]
+        if any(d is None or d != d for d in dims):  # missing or NaN
+            return 0
+        return int(np.prod([int(d) for d in dims]))
+
+    items = sorted(((voxels(r), int(r["case_id"])) for r in cases.to_dict("records")),
+                   key=lambda vc: (-vc[0], _case_key(vc[1])))
+    load = [0] * int(count)
+    plan = {}
+    for size, cid in items:
+        target = min(range(int(count)), key=lambda i: (load[i], i))
+        plan[cid] = target
+        load[target] += size
+    return plan
 
 
 def _shard_file_name(index: int, count: int) -> str:
