@@ -266,11 +266,13 @@ def fit_multi_worker(strategy, model, loss, train_metrics, val_metrics, train_da
         for metric in [loss_tracker, val_loss_tracker, *train_metrics, *val_metrics]:
             metric.reset_state()
         callback_list.on_epoch_begin(epoch)
+        counts = []
         for step in range(steps):
             callback_list.on_train_batch_begin(step)
-            counts = train_step(iterator)
-            seen += sum(int(c) for c in strategy.experimental_local_results(counts))
+            counts.append(train_step(iterator))  # read at the end: no wait between steps
             callback_list.on_train_batch_end(step)
+        seen += sum(int(c) for step_counts in counts
+                    for c in strategy.experimental_local_results(step_counts))
         if val_data is not None:
             for batch in val_data:
                 val_step(batch)
