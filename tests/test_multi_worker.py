@@ -203,3 +203,44 @@ def test_worker_role_reads_tf_config():
         worker_role(json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 3}}))
     with pytest.raises(ValueError, match="not a valid"):
         worker_role("{not json")
+
+
+SINGLE = textwrap.dedent("""
+    import json, sys
+    from livertumor.training import TrainConfig, train
+
+    export_dir, model_dir, strategy, precision = sys.argv[1:5]
+    config = TrainConfig(epochs=2, image_size=64, batch_size=8, base_filters=8, depth=3,
+                         patience=0, steps_per_epoch=3, strategy=strategy, precision=precision)
+    print("RESULT " + json.dumps(train(export_dir, model_dir, config, verbose=0)), flush=True)
+""")
+
+
+def test_the_multi_worker_loop_in_one_process_reproduces_fit(export_dir, tmp_path):
+    """One worker, one input pipeline: the same batches, so the custom step must give fit's
+    numbers; the same model, loss, metrics and callbacks are behind both."""
+    from livertumor.training import read_history
+
+    script = tmp_path / "single.py"
+    script.write_text(SINGLE)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    runs = {}
+    for strategy, precision in (("auto", "float32"), ("multi_worker", "float32"),
+                                ("multi_worker", "mixed_bfloat16")):
+        model_dir = tmp_path / f"{strategy}-{precision}"
+        done = subprocess.run([sys.executable, str(script), str(export_dir), str(model_dir),
+                               strategy, precision], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        runs[strategy, precision] = (result_of(done.stdout), read_history(model_dir))
+    (fit, fit_history), (loop, loop_history) = (runs["auto", "float32"],
+                                                runs["multi_worker", "float32"])
+    assert list(fit_history.columns) == list(loop_history.columns)
+    pd.testing.assert_frame_equal(fit_history, loop_history, rtol=1e-5)
+    assert loop["worker"]["images_seen"] == 2 * 3 * 8
+    assert loop["best_epoch"] == fit["best_epoch"]
+    assert loop["best_val_loss"] == pytest.approx(fit["best_val_loss"], rel=1e-5)
+    bf16, bf16_history = runs["multi_worker", "mixed_bfloat16"]
+    assert np.isfinite(bf16_history["loss"]).all() and list(bf16_history["epoch"]) == [0, 1]
+    assert bf16_history["loss"].iloc[-1] == pytest.approx(fit_history["loss"].iloc[-1], rel=0.05)
