@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from .atomic import atomic_path
 from .demo_anatomy import F32, Anatomy, Grid
 from .volumes import canonical_affine_for, read_geometry, read_mask, reorient_image, save_atomic
 
@@ -436,9 +437,8 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
     table = pd.DataFrame(rows, columns=COLUMNS)
     for col in ("tumor_diameters_mm", "tumor_kinds"):
         table[col] = table[col].fillna("").astype(str)
-    tmp = csv_path.with_name(f".{CSV_NAME}.part")
-    table.to_csv(tmp, index=False)
-    tmp.replace(csv_path)
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False)
     return table
 
 

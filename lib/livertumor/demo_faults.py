@@ -10,10 +10,10 @@ of them, clearly numbered apart from the generated cases (900+):
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
+from .atomic import atomic_path, write_bytes
 from .errors import LiverTumorError
 
 TRUNCATED_ID = 900
@@ -25,13 +25,6 @@ def _find(data_dir: Path, name: str) -> Path:
     if not hits:
         raise LiverTumorError(f"{name}.nii not found; generate the demo cases first", data_dir)
     return hits[0]
-
-
-def _copy_atomic(data: bytes, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, dest)
 
 
 def write_broken_examples(data_dir: str | Path, source_case: int = 0) -> list[Path]:
@@ -48,10 +41,9 @@ def write_broken_examples(data_dir: str | Path, source_case: int = 0) -> list[Pa
     unpaired = mask.with_name(f"segmentation-{UNPAIRED_ID}{ext}")
     if not truncated.exists():
         data = volume.read_bytes()
-        _copy_atomic(data[: len(data) // 2], truncated)
+        write_bytes(truncated, data[: len(data) // 2])
     for dest in (its_mask, unpaired):
         if not dest.exists():
-            tmp = dest.with_name(f".{dest.name}.part")
-            shutil.copyfile(mask, tmp)
-            os.replace(tmp, dest)
+            with atomic_path(dest) as tmp:
+                shutil.copyfile(mask, tmp)
     return [truncated, unpaired]

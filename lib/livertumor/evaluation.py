@@ -15,14 +15,13 @@ write the prediction as NIfTI on the case's own grid, and score it against the r
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path, write_json
 from .scoring import aggregate_scores, lits_scores, mean_slice_scores, slice_scores
 from .volumes import NiftiVolume, read_mask, write_like
 
@@ -166,13 +165,10 @@ def save_result(result: EvaluationResult, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     for name, table in (("per_case", result.per_case), ("per_slice", result.per_slice),
                         ("roc", result.roc)):
-        tmp = out_dir / f".{name}.csv.part"
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, out_dir / f"{name}.csv")
-    tmp = out_dir / ".metrics.json.part"
-    tmp.write_text(json.dumps(result.summary, indent=2,
-                              default=lambda v: None if v != v else float(v)) + "\n")
-    os.replace(tmp, out_dir / "metrics.json")
+        with atomic_path(out_dir / f"{name}.csv") as tmp:
+            table.to_csv(tmp, index=False)
+    write_json(out_dir / "metrics.json", result.summary,
+               default=lambda v: None if v != v else float(v))
 
 
 def table1(results: dict[str, EvaluationResult]) -> pd.DataFrame:

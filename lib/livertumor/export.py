@@ -96,6 +96,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .atomic import temporary_name, write_bytes
 from .cases import data_fingerprint, find_cases
 from .errors import LiverTumorError
 from .preprocessing import channels_to_uint8, jpeg_bytes, resize_mask, slice_channels
@@ -533,25 +534,12 @@ def _png_bytes(mask: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _part_name(path: Path) -> Path:
-    """``.<name>.<pid>.part``: the process id keeps two processes that write the same file at
-    once (shards writing settings.json or a survey) from renaming each other's temporary."""
-    return path.with_name(f".{path.name}.{os.getpid()}.part")
-
-
 def _write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write under a temporary name (fsync'd when ``durable``), then rename into place."""
-    tmp = _part_name(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write under a temporary name (fsync'd when ``durable``), then rename into place.
+
+    The temporary name (:func:`livertumor.atomic.temporary_name`) carries the process id, so
+    shards writing settings.json or the same survey at once never rename each other's."""
+    write_bytes(path, data, durable=durable)
 
 
 def _flush_to_disk() -> None:
@@ -582,7 +570,7 @@ def _export_case(job: tuple) -> dict:
             for rel, data in ((image_rel, jpeg_bytes(imager(k), prep["jpeg_quality"])),
                               (mask_rel, _png_bytes(label))):
                 final = out_dir / rel
-                staged.append((_part_name(final), final))
+                staged.append((temporary_name(final), final))
                 staged[-1][0].write_bytes(data)
             rows.append({"case_id": case_id, "split": split, "slice_index": k,
                          "image": image_rel, "mask": mask_rel,

@@ -7,11 +7,11 @@ Tests and later notebooks read the JSON results instead of parsing notebook outp
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from .atomic import write_json
 from .figures import save_figure
 
 
@@ -50,10 +50,7 @@ class NotebookOutputs:
         current.update(results)
         current["figures"] = sorted({*current.get("figures", []),
                                      *(str(p.relative_to(self.run_dir)) for p in self.saved)})
-        tmp = self.results_path.with_name(f".{self.results_path.name}.part")
-        tmp.write_text(json.dumps(current, indent=2, default=_jsonable) + "\n")
-        os.replace(tmp, self.results_path)
-        return self.results_path
+        return write_json(self.results_path, current, default=_jsonable)
 
     def results(self) -> dict:
         """The recorded results of this notebook in this run."""

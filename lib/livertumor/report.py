@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .atomic import write_text
 from .scoring import detect_lesions
 
 LIMITATIONS = (
@@ -180,9 +180,4 @@ def render_html(patients: list[dict], title: str, synthetic: bool, model_name: s
 
 def write_html(text: str, path: str | Path) -> Path:
     """Write the report atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, text)

@@ -10,8 +10,6 @@ timings), so any number in the outputs can be traced back to what produced it.
 from __future__ import annotations
 
 import importlib.metadata
-import json
-import os
 import platform
 import subprocess
 import sys
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from .atomic import write_json
 from .cases import data_fingerprint
 from .errors import LiverTumorError
 
@@ -240,11 +239,6 @@ def run_series(
     return run_dir
 
 
-def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically (temporary name, then rename)."""
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def describe_run(run_dir: str | Path) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -136,6 +135,8 @@ def _callbacks(model_dir: Path, config: TrainConfig, extra, chief: bool = True):
     same state (resume epoch, history, early stopping) but nothing is written."""
     import keras
 
+    from .atomic import atomic_path
+
     class ResumableHistory(keras.callbacks.Callback):
         """history.csv rewritten atomically after every epoch; on resume, rows of epochs that
         will run again are dropped and the best/early-stopping state is rebuilt from it."""
@@ -172,12 +173,10 @@ def _callbacks(model_dir: Path, config: TrainConfig, extra, chief: bool = True):
             if not self.write:
                 return
             keys = list(dict.fromkeys(k for r in self.rows for k in r))
-            tmp = self.path.with_name(f".{self.path.name}.part")
-            with open(tmp, "w", newline="") as fh:
+            with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=keys)
                 writer.writeheader()
                 writer.writerows(self.rows)
-            os.replace(tmp, self.path)
 
     class RestoreOnly(keras.callbacks.BackupAndRestore):
         """Restores the chief's backup at the start; never saves or deletes it."""
@@ -243,6 +242,7 @@ def train(
     """
     import keras
 
+    from .atomic import atomic_path, write_json
     from .dataset import Augmentation, load_manifest, make_dataset, split_validation
     from .distributed import (
         WorkerRole,
@@ -255,7 +255,7 @@ def train(
     )
     from .losses import DiceCrossEntropy
     from .metrics import segmentation_metrics
-    from .runner import environment_record, write_json
+    from .runner import environment_record
 
     multi_worker = config.strategy == "multi_worker"
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything in this process.
@@ -357,9 +357,8 @@ def train(
             model.load_weights(best_path)
         digest = weights_digest(model)
         if role.is_chief:
-            tmp = model_dir / ".model.part.keras"
-            model.save(tmp)
-            os.replace(tmp, model_dir / "model.keras")
+            with atomic_path(model_dir / "model.keras", keep_suffix=True) as tmp:
+                model.save(tmp)
         if multi_worker:
             barrier(strategy)  # model.keras is complete before any worker returns
     finally:

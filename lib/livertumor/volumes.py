@@ -20,8 +20,6 @@ the direction in which the voxel index increases), ``nibabel.orientations``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from nibabel.orientations import (
     ornt_transform,
 )
 
+from .atomic import atomic_path
 from .errors import GridMismatchError, LabelError, NiftiReadError
 
 CANONICAL_AXCODES: tuple[str, str, str] = ("P", "L", "S")
@@ -448,17 +447,8 @@ def write_like(
 def save_atomic(img: nib.Nifti1Image, out_path: str | Path) -> Path:
     """``nibabel.save`` to a temporary name in the target folder, then rename into place."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if out_path.name.endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=f".part{suffix}",
-                               dir=out_path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out_path, keep_suffix=True) as tmp:  # nibabel compresses by the suffix
         nib.save(img, tmp)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out_path
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .atomic import atomic_path
+
 WINDOWS: Mapping[str, tuple[float, float]] = {
     # name: (width, level) in HU. Values from fastai's ``dicom_windows`` table; ``liver_wide`` is
     # the custom (200, 60) window of the Kaggle notebook the seed report builds on.
@@ -249,13 +251,8 @@ def save_jpg(
         pil = Image.frombytes("CMYK", (img.shape[1], img.shape[0]), img.tobytes())
     else:
         pil = Image.fromarray(img[..., 0] if channels == 1 else img)
-    tmp = fn.with_name(f".{fn.name}.part")
-    try:
+    with atomic_path(fn) as tmp:
         pil.save(tmp, format="JPEG", quality=quality)
-        tmp.replace(fn)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return fn
 
 
