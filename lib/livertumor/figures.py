@@ -284,7 +284,11 @@ def _mask_rgb(mask: np.ndarray) -> np.ndarray:
 
 def batch_figure(images: np.ndarray, masks: np.ndarray, n: int = 8,
                  title: str = "") -> plt.Figure:
-    """Model inputs with their label maps overlaid (e.g. a batch after augmentation).
+    """Model inputs with the outlines of their labels (e.g. a batch after augmentation).
+
+    The inputs are bright false-colour images (the ``to_nchan`` channels as RGB), on which a
+    filled overlay would tint rather than show; liver (labels >= 1) and tumor are drawn as
+    outlines in the label colours instead.
 
     Parameters
     ----------
@@ -299,13 +303,12 @@ def batch_figure(images: np.ndarray, masks: np.ndarray, n: int = 8,
         ax.axis("off")
     for i, ax in enumerate(axes.ravel()[:n]):
         img = np.asarray(images[i], np.float32)
-        overlay = img.copy()
         m = np.asarray(masks[i])
-        for label, colour in LABEL_COLORS.items():
-            sel = m == label
-            a = LABEL_ALPHA[label]
-            overlay[sel] = (1 - a) * overlay[sel] + a * np.asarray(colour) / 255
-        ax.imshow(np.clip(overlay, 0, 1))
+        ax.imshow(np.clip(img, 0, 1))
+        for label, region in ((1, m >= 1), (2, m == 2)):
+            if region.any():
+                ax.contour(region, levels=[0.5], colors=[np.asarray(LABEL_COLORS[label]) / 255],
+                           linewidths=1.2)
         ax.set_title(f"liver {int((m >= 1).sum())} px, tumor {int((m == 2).sum())} px",
                      fontsize=8)
     fig.legend(handles=label_legend_handles(), loc="lower center", ncol=2, frameon=False)
