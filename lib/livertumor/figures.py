@@ -7,7 +7,6 @@ which every figure states in a corner tag.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .atomic import atomic_path
 from .volumes import LABELS
 from .windowing import WINDOWS, freqhist_bins, hist_scaled, resolve_windows, windowed
 
@@ -268,10 +268,8 @@ def channels_figure(nchan: np.ndarray, names: Sequence[str]) -> plt.Figure:
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
     """Save a figure as PNG atomically (temporary name, then rename) and return its path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.part.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white")
-    os.replace(tmp, path)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white")
     return path
 
 
