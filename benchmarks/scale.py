@@ -66,16 +66,6 @@ print("RESULT " + json.dumps({"times": times, "replicas": result["replicas"],
 """
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def pinned(cores: str, threads: int) -> tuple[list[str], dict]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_NUM_INTRAOP_THREADS": str(threads),
            "TF_NUM_INTEROP_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
@@ -89,13 +79,14 @@ def train_setup(export_dir: Path, work: Path, name: str, strategy: str, workers:
     script = work / "child.py"
     script.write_text(CHILD)
     model_dir = work / name.replace(" ", "_").replace(",", "")
-    hosts = [f"localhost:{p}" for p in free_ports(len(workers))]
+    from livertumor.distributed import local_cluster
+
+    tf_configs = local_cluster(len(workers))
     procs = []
     for index, cores in enumerate(workers):
         prefix, env = pinned(cores, len(cores.split(",")))
         if strategy == "multi_worker":
-            env["TF_CONFIG"] = json.dumps({"cluster": {"worker": hosts},
-                                           "task": {"type": "worker", "index": index}})
+            env["TF_CONFIG"] = tf_configs[index]
         procs.append(subprocess.Popen(
             [*prefix, sys.executable, str(script), str(export_dir), str(model_dir), strategy,
              str(epochs), str(steps)], env=env, stdout=subprocess.PIPE,

@@ -47,3 +47,15 @@ def write_case(root, case_id, ct, mask, axcodes=("P", "L", "S"), mask_axcodes=No
 @pytest.fixture
 def case_arrays():
     return anatomy()
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    """A small export (five 64-pixel demo cases, every 2nd slice) to train on."""
+    from livertumor.demo_data import make_demo_dataset
+    from livertumor.export import export_slices
+
+    root = tmp_path_factory.mktemp("export")
+    make_demo_dataset(root / "raw", n_cases=5, seed=0, size=64, progress=False)
+    return export_slices(root / "raw", root / "export", every=2, size=64, test_fraction=0.2,
+                         seed=0, workers=1, progress=False).out_dir

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from livertumor.distributed import validation_batches, worker_role
+from livertumor.distributed import local_cluster, validation_batches, worker_role
 
 pytestmark = pytest.mark.xdist_group("training")
 
@@ -39,24 +38,12 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def start_workers(tmp_path, export_dir, model_dir, epochs, kill_after=-1):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    hosts = [f"localhost:{p}" for p in free_ports(2)]
     procs = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    for tf_config in local_cluster(2):
+        env = {**os.environ, "TF_CONFIG": tf_config, "TF_CPP_MIN_LOG_LEVEL": "2"}
         procs.append(subprocess.Popen(
             [sys.executable, str(script), str(export_dir), str(model_dir), str(epochs),
              str(kill_after)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -83,17 +70,6 @@ def result_of(output):
     lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
     assert lines, output[-3000:]
     return json.loads(lines[-1][len("RESULT "):])
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    from livertumor.demo_data import make_demo_dataset
-    from livertumor.export import export_slices
-
-    root = tmp_path_factory.mktemp("export")
-    make_demo_dataset(root / "raw", n_cases=5, seed=0, size=64, progress=False)
-    return export_slices(root / "raw", root / "export", every=2, size=64, test_fraction=0.2,
-                         seed=0, workers=1, progress=False).out_dir
 
 
 def validation_dice(model_path, export_dir, cases):

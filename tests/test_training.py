@@ -21,17 +21,6 @@ TINY = dict(image_size=64, batch_size=8, base_filters=8, depth=3, patience=0)
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    from livertumor.demo_data import make_demo_dataset
-    from livertumor.export import export_slices
-
-    root = tmp_path_factory.mktemp("export")
-    make_demo_dataset(root / "raw", n_cases=5, seed=0, size=64, progress=False)
-    return export_slices(root / "raw", root / "export", every=2, size=64, test_fraction=0.2,
-                         seed=0, workers=1, progress=False).out_dir
-
-
 def test_training_writes_a_complete_model_folder(export_dir, tmp_path):
     import keras
 

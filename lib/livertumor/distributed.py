@@ -91,6 +91,31 @@ def worker_role(tf_config: str | None = None) -> WorkerRole:
     return WorkerRole(task_type, task_id, max(workers, 1), chief)
 
 
+def local_cluster(n_workers: int, host: str = "localhost") -> list[str]:
+    """``TF_CONFIG`` values for ``n_workers`` processes on this host, on free loopback ports.
+
+    Element i is the JSON for worker i (worker 0 is the chief). A port is free when this is
+    called; start the workers soon after.
+
+    Examples
+    --------
+    >>> configs = local_cluster(2)  # doctest: +SKIP
+    >>> env = {**os.environ, "TF_CONFIG": configs[1]}  # the second worker's  # doctest: +SKIP
+    """
+    import socket
+
+    sockets = [socket.socket() for _ in range(n_workers)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        hosts = [f"{host}:{s.getsockname()[1]}" for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+    return [json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})
+            for i in range(n_workers)]
+
+
 def make_strategy(name: str):
     """The ``tf.distribute`` strategy a :class:`~livertumor.training.TrainConfig` names.
 
