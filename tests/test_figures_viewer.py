@@ -14,7 +14,7 @@ from PIL import Image
 
 from livertumor import figures
 from livertumor.figures import LABEL_COLORS, key_slices, largest_slice, render_slice
-from livertumor.viewer import SliceViewer, WindowExplorer
+from livertumor.viewer import PredictionViewer, SliceViewer, WindowExplorer, slice_dice
 
 from conftest import anatomy
 
@@ -100,3 +100,90 @@ def test_figures_draw_and_save_atomically(tmp_path):
 
 def test_label_colours_are_distinct():
     assert LABEL_COLORS[1] != LABEL_COLORS[2]
+
+
+def predicted_like(mask):
+    """A plausible wrong prediction: the liver shifted by two rows, the tumor missed."""
+    pred = np.zeros_like(mask)
+    pred[2:] = (mask[:-2] >= 1).astype(np.uint8)
+    return pred
+
+
+def test_prediction_viewer_shows_ct_reference_and_prediction_side_by_side():
+    ct, mask = anatomy((40, 30, 12))
+    ct = ct.astype(np.float32)
+    pred = predicted_like(mask)
+    viewer = PredictionViewer(ct, mask, pred, spacing=(0.8, 0.8, 2.5), start=4, width=200)
+    gap = viewer.gap
+    shown = decode(viewer.image.value)
+    assert shown.dtype == np.uint8 and shown.shape == (40, 3 * 30 + 2 * gap, 3)
+    np.testing.assert_array_equal(shown, viewer.render(4))
+    ct_panel, ref_panel, pred_panel = (shown[:, i * (30 + gap):i * (30 + gap) + 30]
+                                       for i in range(3))
+    np.testing.assert_array_equal(ct_panel, render_slice(ct[:, :, 4], None, "abdomen_soft"))
+    np.testing.assert_array_equal(ref_panel, render_slice(ct[:, :, 4], mask[:, :, 4],
+                                                          "abdomen_soft"))
+    np.testing.assert_array_equal(pred_panel, render_slice(ct[:, :, 4], pred[:, :, 4],
+                                                           "abdomen_soft"))
+    assert (shown[:, 30:30 + gap] == 255).all()  # white separators between the panels
+    assert viewer.image.width == "600"
+    assert all(t in viewer.header.value for t in ("CT", "reference", "prediction"))
+    liver = slice_dice(pred[:, :, 4] >= 1, mask[:, :, 4] >= 1)
+    assert 0 < liver < 1 and f"liver Dice {liver:.3f}" in viewer.caption.value
+    assert "tumor Dice 0.000" in viewer.caption.value  # slice 4 has tumor, none predicted
+
+
+def test_prediction_viewer_redraws_only_its_image_on_slider_moves():
+    ct, mask = anatomy((40, 30, 12))
+    ct = ct.astype(np.float32)
+    viewer = PredictionViewer(ct, mask, predicted_like(mask), start=4)
+    children = list(viewer.widget.children)
+    header, first = viewer.header.value, viewer.image.value
+    viewer.show(10)  # above the liver: nothing labelled on this slice
+    assert viewer.image.value != first and list(viewer.widget.children) == children
+    assert viewer.header.value == header
+    np.testing.assert_array_equal(decode(viewer.image.value), viewer.render(10))
+    assert "slice 10 of 11" in viewer.caption.value and "liver Dice –" in viewer.caption.value
+    viewer.window.value = "liver"
+    np.testing.assert_array_equal(decode(viewer.image.value)[:, :30],
+                                  render_slice(ct[:, :, 10], None, "liver"))
+
+
+def test_prediction_viewer_switches_between_models():
+    ct, mask = anatomy((40, 30, 12))
+    perfect, shifted = mask.copy(), predicted_like(mask)
+    viewer = PredictionViewer(ct.astype(np.float32), mask,
+                              {"unet": perfect, "resnet50_unet": shifted}, start=4)
+    assert viewer.model.options == ("unet", "resnet50_unet")
+    assert viewer.model.layout.display != "none"
+    assert "liver Dice 1.000" in viewer.caption.value and "unet" in viewer.header.value
+    panels = decode(viewer.image.value)
+    viewer.model.value = "resnet50_unet"
+    assert viewer.prediction is shifted and "resnet50_unet" in viewer.header.value
+    after = decode(viewer.image.value)
+    w = 30 + viewer.gap
+    np.testing.assert_array_equal(after[:, :2 * w], panels[:, :2 * w])  # CT and reference stay
+    assert (after[:, 2 * w:] != panels[:, 2 * w:]).any()
+    assert "liver Dice 1.000" not in viewer.caption.value
+    one = PredictionViewer(ct.astype(np.float32), mask, perfect)
+    assert one.model.layout.display == "none"  # a single prediction needs no dropdown
+
+
+def test_prediction_viewer_rejects_arrays_of_other_shapes():
+    ct, mask = anatomy()
+    with pytest.raises(ValueError, match="reference shape"):
+        PredictionViewer(ct, mask[:-1], mask)
+    with pytest.raises(ValueError, match="unet shape"):
+        PredictionViewer(ct, mask, {"unet": mask[:, :-1]})
+    with pytest.raises(ValueError, match="no prediction"):
+        PredictionViewer(ct, mask, {})
+
+
+def test_slice_dice():
+    a = np.zeros((4, 4), bool)
+    b = a.copy()
+    assert np.isnan(slice_dice(a, b))
+    a[0, :2] = True
+    b[0, 1:3] = True
+    assert slice_dice(a, b) == pytest.approx(0.5)
+    assert slice_dice(a, a) == 1.0

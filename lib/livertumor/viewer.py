@@ -3,14 +3,19 @@
 A slider move re-renders only the image: the slice is windowed and blended in numpy
 (:func:`livertumor.figures.render_slice`), encoded as PNG with Pillow and handed to an
 ``ipywidgets.Image``; no matplotlib figure is redrawn. A 512x512 slice takes a few
-milliseconds, so scrolling stays fluid. In a headless run the widgets have no front end; the
-notebooks save static figures (:mod:`livertumor.figures`) for that case.
+milliseconds, so scrolling stays fluid (``benchmarks/viewer_speed.py`` measures it). In a
+headless run the widgets have no front end; the notebooks save static figures
+(:mod:`livertumor.figures`) for that case.
+
+- :class:`SliceViewer`: CT with its mask overlaid, slice slider, window and mask opacity;
+- :class:`WindowExplorer`: window width / level sliders with the standard windows as presets;
+- :class:`PredictionViewer`: CT, reference and predicted masks side by side, one slice slider.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -122,7 +127,7 @@ class WindowExplorer:
         n = ct.shape[2]
         w0, l0 = WINDOWS[preset]
         self.preset = w.ToggleButtons(options=list(WINDOWS), value=preset,
-                                      description="preset", style={"button_width": "90px"})
+                                      description="preset", style={"button_width": "116px"})
         self.width = w.IntSlider(value=int(w0), min=1, max=2500, step=1,
                                  description="width (HU)", continuous_update=True)
         self.level = w.IntSlider(value=int(l0), min=-1000, max=1000, step=1,
@@ -152,6 +157,121 @@ class WindowExplorer:
         w_, l_ = self.width.value, self.level.value
         self.caption.value = (f"W {w_} / L {l_}: black at {l_ - w_ // 2} HU and below, white at "
                               f"{l_ + w_ // 2} HU and above")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def slice_dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean (H, W) masks; NaN when both are empty (no score defined)."""
+    total = np.count_nonzero(pred) + np.count_nonzero(truth)
+    return 2.0 * np.count_nonzero(pred & truth) / total if total else float("nan")
+
+
+class PredictionViewer:
+    """CT, reference mask and predicted mask side by side, scrolled with one slice slider.
+
+    The three panels are one RGB image (one ``ipywidgets.Image``): the windowed CT alone, the
+    CT with the reference labels, the CT with the predicted labels (colours of
+    :data:`livertumor.figures.LABEL_COLORS`). The caption gives this slice's liver and tumor
+    Dice and areas.
+
+    Parameters
+    ----------
+    ct : ndarray, (rows, columns, slices), HU, canonical orientation
+    truth : ndarray, same shape, uint8 labels (0, 1, 2): the reference
+    predictions : ndarray, same shape, uint8 labels; or a mapping name -> such array (e.g. one
+        per model), then a dropdown picks the one shown
+    spacing : (row, column, slice) in mm, optional (captions show areas and z in mm)
+    window : name from :data:`WINDOWS` shown first
+    start : slice index shown first (default: the middle slice)
+    width : displayed width of each panel in pixels
+
+    Display the viewer as the last expression of a cell. ``viewer.show(k)`` moves the slider.
+    """
+
+    titles = ("CT", "reference", "prediction")
+
+    def __init__(self, ct: np.ndarray, truth: np.ndarray,
+                 predictions: np.ndarray | Mapping[str, np.ndarray],
+                 spacing: Sequence[float] | None = None, window: str = "abdomen_soft",
+                 start: int | None = None, width: int = 320):
+        import ipywidgets as w
+
+        if not isinstance(predictions, Mapping):
+            predictions = {"prediction": predictions}
+        if not predictions:
+            raise ValueError("no prediction given")
+        for name, arr in {"reference": truth, **predictions}.items():
+            if arr.shape != ct.shape:
+                raise ValueError(f"{name} shape {arr.shape} differs from the CT's {ct.shape}")
+        self.ct, self.truth, self.spacing = ct, truth, spacing
+        self.predictions = dict(predictions)
+        n = ct.shape[2]
+        self.gap = max(2, ct.shape[1] // 64)
+        self.slider = w.IntSlider(value=n // 2 if start is None else int(start), min=0,
+                                  max=n - 1, description="slice", continuous_update=True,
+                                  layout=w.Layout(width=f"{max(3 * width, 300)}px"))
+        self.window = w.Dropdown(options=list(WINDOWS), value=window, description="window")
+        names = list(self.predictions)
+        self.model = w.Dropdown(options=names, value=names[0], description="prediction",
+                                layout=w.Layout(display="" if len(names) > 1 else "none"))
+        self.image = w.Image(format="png", width=3 * width)
+        self.header = w.HTML()
+        self.caption = w.HTML()
+        self.widget = w.VBox([self.slider, w.HBox([self.window, self.model]), self.header,
+                              self.image, self.caption, w.HTML(legend_html())])
+        self._header_width = 3 * width
+        for control in (self.slider, self.window, self.model):
+            control.observe(self._update, names="value")
+        self.model.observe(self._update_header, names="value")
+        self._update_header()
+        self._update()
+
+    @property
+    def prediction(self) -> np.ndarray:
+        """The predicted label volume currently shown."""
+        return self.predictions[self.model.value]
+
+    def panel_images(self, k: int) -> list[np.ndarray]:
+        """The three panels of slice ``k``: uint8 RGB, each (rows, columns, 3)."""
+        hu = self.ct[:, :, k]
+        window = self.window.value
+        return [render_slice(hu, None, window), render_slice(hu, self.truth[:, :, k], window),
+                render_slice(hu, self.prediction[:, :, k], window)]
+
+    def render(self, k: int) -> np.ndarray:
+        """The image shown for slice ``k``: the panels left to right, separated by white
+        columns of :attr:`gap` pixels; uint8, (rows, 3 * columns + 2 * gap, 3)."""
+        panels = self.panel_images(k)
+        sep = np.full((panels[0].shape[0], self.gap, 3), 255, np.uint8)
+        return np.concatenate([panels[0], sep, panels[1], sep, panels[2]], axis=1)
+
+    def _update_header(self, _change=None) -> None:
+        label = self.model.value if len(self.predictions) > 1 else self.titles[2]
+        spans = "".join(f'<span style="flex:1;text-align:center">{t}</span>'
+                        for t in (*self.titles[:2], label))
+        self.header.value = f'<div style="display:flex;width:{self._header_width}px">{spans}</div>'
+
+    def _update(self, _change=None) -> None:
+        k = self.slider.value
+        self.image.value = png_bytes(self.render(k))
+        ref, pred = self.truth[:, :, k], self.prediction[:, :, k]
+        px = 1.0 if self.spacing is None else self.spacing[0] * self.spacing[1] / 100
+        unit = "px" if self.spacing is None else "cm²"
+        parts = [f"slice {k} of {self.ct.shape[2] - 1} (0 = feet)"]
+        if self.spacing is not None:
+            parts.append(f"z = {k * self.spacing[2]:.1f} mm")
+        for name, r, p in (("liver", ref >= 1, pred >= 1), ("tumor", ref == 2, pred == 2)):
+            d = slice_dice(p, r)
+            score = "–" if np.isnan(d) else f"{d:.3f}"
+            parts.append(f"{name} Dice {score} (reference {r.sum() * px:.1f} {unit}, "
+                         f"predicted {p.sum() * px:.1f} {unit})")
+        self.caption.value = " · ".join(parts)
+
+    def show(self, k: int) -> None:
+        """Move to slice ``k``."""
+        self.slider.value = int(k)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
