@@ -10,13 +10,19 @@ TF ?= cpu
 PROFILE ?= demo
 DATA_DIR ?=
 RUN ?=
+LAB_PORT ?= 8888
+# Browser of the browser tests: Debian's package chromium (installed by `make test-browser`).
+CHROMIUM ?= /usr/bin/chromium
+EXTRAS := $(TF),dev,lab
 STAMP := $(VENV)/.installed-$(TF)
+BROWSER_STAMP := $(VENV)/.installed-$(TF)-browser
 
-.PHONY: help install run test test-fast lint format bench clean strip
+.PHONY: help install run lab test test-fast test-browser chromium lint format bench clean strip
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=smoke|demo|full  DATA_DIR=path/to/LiTS  RUN=name  TF=cpu|cuda"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  variables: PROFILE=smoke|demo|full  DATA_DIR=path/to/LiTS  RUN=name  TF=cpu|cuda" \
+	  " LAB_PORT=8888"
 
 install: $(STAMP) ## create ./.venv with the package (editable) and its dependencies
 
@@ -25,19 +31,46 @@ $(STAMP): pyproject.toml constraints.txt
 	  "Python 3.10-3.13 needed, found " + sys.version.split()[0]'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(TF),dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (livertumor)" >/dev/null
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Playwright for the browser tests, on top of the environment above (re-run when it is).
+$(BROWSER_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS),browser]"
+	touch $@
+
+lab: install ## JupyterLab on 127.0.0.1 with the project's kernel, opened at notebooks/ (LAB_PORT=8888)
+	$(PY) -m livertumor.lab --port $(LAB_PORT)
 
 run: install ## run the notebook series headless (PROFILE=demo on synthetic data; DATA_DIR=... for real LiTS)
 	$(PY) -m livertumor run --profile $(PROFILE) $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(if $(RUN),--run "$(RUN)")
 
 test: install ## run the test suite (unit tests, notebooks on the smoke profile, nbval)
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not browser"
 
 test-fast: install ## unit tests only (no notebook runs)
-	$(PY) -m pytest -n 2 -m "not slow"
+	$(PY) -m pytest -n 2 -m "not slow and not browser"
+
+test-browser: $(BROWSER_STAMP) chromium ## JupyterLab in headless Chromium: run 01, 02, move the sliders; screenshots in outputs/browser/
+	LIVERTUMOR_BROWSER_TESTS=required CHROMIUM="$(CHROMIUM)" \
+	  $(PY) -m pytest -p no:xdist -m browser tests/test_browser_notebooks.py
+
+chromium: # Debian's Chromium for the browser tests, when it is missing (needs root and apt-get)
+	@if [ -x "$(CHROMIUM)" ]; then \
+	  echo "browser: $(CHROMIUM)"; \
+	elif [ "$(CHROMIUM)" = /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] \
+	    && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium with apt-get"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-liberation fonts-dejavu-core >/dev/null && test -x "$(CHROMIUM)"; \
+	else \
+	  echo "no Chromium at $(CHROMIUM): install it (Debian: sudo apt-get install chromium)" \
+	    "or pass CHROMIUM=/path/to/chromium" >&2; \
+	  exit 1; \
+	fi
 
 lint: install ## ruff on lib/, tests/, benchmarks/, notebooks; notebooks must be stored without outputs
 	$(VENV)/bin/ruff check lib tests benchmarks notebooks
