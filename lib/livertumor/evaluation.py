@@ -38,7 +38,13 @@ SEED_REPORT = {
     "ResNet-50 (report, real LiTS)": {"mean_dice": 0.7711, "mean_iou": 0.7318, "auc": 0.99},
 }
 
-ROC_THRESHOLDS = 201
+ROC_THRESHOLDS = tuple(float(t) for t in np.unique(np.round(np.concatenate([
+    np.logspace(-6, -2, 17), np.linspace(0.01, 0.99, 99), 1 - np.logspace(-2, -6, 17)]), 9)))
+"""Probability thresholds of the ROC curves: 0.01 apart in [0.01, 0.99], plus four per decade
+below 0.01 and above 0.99, down to 1e-6 and up to 1 - 1e-6 (131 in all). A segmentation
+network's softmax piles most voxels up within 1e-3 of 0 or 1, where evenly spaced thresholds
+merge them into one bucket, cut the curve into a straight line and misstate the area (the Keras
+AUC documentation asks for thresholds that split the predictions evenly)."""
 
 
 @dataclass
@@ -66,7 +72,7 @@ class _RocAccumulator:
     def __init__(self):
         import keras
 
-        self.metric = keras.metrics.AUC(num_thresholds=ROC_THRESHOLDS, curve="ROC")
+        self.metric = keras.metrics.AUC(thresholds=list(ROC_THRESHOLDS), curve="ROC")
 
     def update(self, truth: np.ndarray, score: np.ndarray, chunk: int = 1 << 22) -> None:
         t, s = truth.reshape(-1), score.reshape(-1)
