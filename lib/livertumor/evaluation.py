@@ -38,11 +38,12 @@ SEED_REPORT = {
     "ResNet-50 (report, real LiTS)": {"mean_dice": 0.7711, "mean_iou": 0.7318, "auc": 0.99},
 }
 
-ROC_THRESHOLDS = tuple(float(t) for t in np.unique(np.round(np.concatenate([
-    np.logspace(-6, -2, 17), np.linspace(0.01, 0.99, 99), 1 - np.logspace(-2, -6, 17)]), 9)))
+ROC_THRESHOLDS = tuple(float(t) for t in np.concatenate([
+    np.logspace(-12, -2, 41)[:-1], np.linspace(0.01, 0.99, 99), 1 - np.logspace(-2, -7, 21)[1:]]))
 """Probability thresholds of the ROC curves: 0.01 apart in [0.01, 0.99], plus four per decade
-below 0.01 and above 0.99, down to 1e-6 and up to 1 - 1e-6 (131 in all). A segmentation
-network's softmax piles most voxels up within 1e-3 of 0 or 1, where evenly spaced thresholds
+below 0.01 and above 0.99, down to 1e-12 and up to 1 - 1e-7 (float32's resolution near 1; 159
+in all). A segmentation network's softmax piles most voxels up near 0 or 1, where evenly spaced
+thresholds
 merge them into one bucket, cut the curve into a straight line and misstate the area (the Keras
 AUC documentation asks for thresholds that split the predictions evenly)."""
 
