@@ -34,3 +34,36 @@ def test_roc_area_matches_the_rank_statistic_also_for_softmax_like_scores(peaked
     assert len(thresholds) == ROC_THRESHOLDS and np.all(np.diff(thresholds) >= 0)
     lowest = 1 / (1 + np.exp(ROC_LOGIT_RANGE))
     assert thresholds[1] == pytest.approx(lowest, rel=0.2)  # dense near 0, not 0.005
+
+
+def test_example_slices_take_the_largest_tumor_slice_and_read_each_reference_once(
+        tmp_path, monkeypatch):
+    import pandas as pd
+
+    import livertumor.evaluation as ev
+    from livertumor import WINDOWS, read_nii, windowed
+
+    from conftest import anatomy, write_case
+
+    rows = []
+    for cid, axcodes in ((1, ("P", "L", "S")), (2, ("R", "A", "S"))):
+        ct, mask = anatomy(seed=cid)
+        mask[4:9, 2:7, 7] = 2  # slice 7 holds the most tumor
+        vpath, mpath = write_case(tmp_path, cid, ct, mask, axcodes=axcodes)
+        rows.append({"case_id": cid, "volume_path": str(vpath), "mask_path": str(mpath),
+                     "prediction_path": str(mpath)})
+    per_case = pd.DataFrame(rows)
+    results = {a: ev.EvaluationResult(per_case, pd.DataFrame(), pd.DataFrame())
+               for a in ("unet", "resnet50_unet")}
+    calls = []
+    real_read_mask = ev.read_mask
+    monkeypatch.setattr(ev, "read_mask", lambda p, **kw: calls.append(p) or real_read_mask(p))
+    panels = ev.example_slices(results)
+    assert len(calls) == 2 + 2 * 2  # two references, two predictions per model
+    for images, truths, preds, captions in panels.values():
+        assert captions == ["case 1, slice 7", "case 2, slice 7"]
+        for row, image, truth in zip(rows, images, truths, strict=True):
+            expected = windowed(read_nii(row["volume_path"])[:, :, 7], *WINDOWS["abdomen_soft"])
+            np.testing.assert_array_equal(image, expected)
+            np.testing.assert_array_equal(truth, real_read_mask(row["mask_path"])[:, :, 7])
+        np.testing.assert_array_equal(np.stack(preds), np.stack(truths))

@@ -187,8 +187,65 @@ def save_result(result: EvaluationResult, out_dir: str | Path) -> None:
                         ("roc", result.roc)):
         with atomic_path(out_dir / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False)
-    write_json(out_dir / "metrics.json", result.summary,
-               default=lambda v: None if v != v else float(v))
+    write_json(out_dir / "metrics.json", result.summary, default=_json_number)
+
+
+def _json_number(value):
+    """numpy numbers as JSON numbers, NaN as null."""
+    return None if value != value else float(value)
+
+
+def save_run_tables(results: dict[str, EvaluationResult], run_dir: str | Path) -> pd.DataFrame:
+    """Write ``run_dir/metrics.json`` (every model's summary) and ``run_dir/table1.csv``.
+
+    Returns :func:`table1` of ``results``.
+    """
+    run_dir = Path(run_dir)
+    table = table1(results)
+    write_json(run_dir / "metrics.json", {arch: r.summary for arch, r in results.items()},
+               default=_json_number)
+    with atomic_path(run_dir / "table1.csv") as tmp:
+        table.to_csv(tmp)
+    return table
+
+
+def example_slices(results: dict[str, EvaluationResult], window: str = "abdomen_soft"
+                   ) -> dict[str, tuple[list, list, list, list]]:
+    """One slice per test case for ``figures.prediction_figure``, for every model.
+
+    The slice is the one with the most reference tumor (or liver) pixels. Each case's
+    reference is read once, and only that slice of its CT, whatever the number of models.
+
+    Parameters
+    ----------
+    results : model name -> :class:`EvaluationResult` (the same test cases in each)
+    window : name in :data:`livertumor.windowing.WINDOWS` for the CT
+
+    Returns
+    -------
+    model name -> (images, truths, preds, captions): lists with one entry per case of
+    float32 (H, W) windowed CT in [0, 1], uint8 (H, W) reference and predicted labels, and
+    ``"case C, slice K"``.
+    """
+    from .figures import largest_slice
+    from .windowing import WINDOWS, windowed
+
+    names = list(results)
+    out: dict[str, tuple[list, list, list, list]] = {a: ([], [], [], []) for a in names}
+    if not names:
+        return out
+    predictions = {a: results[a].per_case.set_index("case_id")["prediction_path"]
+                   for a in names}
+    for row in results[names[0]].per_case.itertuples():
+        truth = read_mask(row.mask_path)
+        k = largest_slice(truth, 2) or largest_slice(truth, 1) or 0
+        image = windowed(NiftiVolume(row.volume_path).hu_slice(k), *WINDOWS[window])
+        for arch in names:
+            pred = read_mask(predictions[arch][row.case_id])
+            for part, value in zip(out[arch], (image, truth[:, :, k], pred[:, :, k],
+                                               f"case {row.case_id}, slice {k}"), strict=True):
+                part.append(value)
+    return out
 
 
 def table1(results: dict[str, EvaluationResult]) -> pd.DataFrame:
