@@ -14,7 +14,7 @@ from PIL import Image
 
 from livertumor import figures
 from livertumor.figures import LABEL_COLORS, key_slices, largest_slice, render_slice
-from livertumor.viewer import PredictionViewer, SliceViewer, WindowExplorer, slice_dice
+from livertumor.viewer import PredictionViewer, SliceViewer, WindowExplorer
 
 from conftest import anatomy
 
@@ -128,9 +128,12 @@ def test_prediction_viewer_shows_ct_reference_and_prediction_side_by_side():
     assert (shown[:, 30:30 + gap] == 255).all()  # white separators between the panels
     assert viewer.image.width == "600"
     assert all(t in viewer.header.value for t in ("CT", "reference", "prediction"))
-    liver = slice_dice(pred[:, :, 4] >= 1, mask[:, :, 4] >= 1)
+    p, r = pred[:, :, 4] >= 1, mask[:, :, 4] >= 1
+    liver = 2 * (p & r).sum() / (p.sum() + r.sum())
     assert 0 < liver < 1 and f"liver Dice {liver:.3f}" in viewer.caption.value
     assert "tumor Dice 0.000" in viewer.caption.value  # slice 4 has tumor, none predicted
+    viewer.show(0)  # no liver or tumor in either mask: no score
+    assert "liver Dice – " in viewer.caption.value and "tumor Dice – " in viewer.caption.value
 
 
 def test_prediction_viewer_redraws_only_its_image_on_slider_moves():
@@ -177,13 +180,3 @@ def test_prediction_viewer_rejects_arrays_of_other_shapes():
         PredictionViewer(ct, mask, {"unet": mask[:, :-1]})
     with pytest.raises(ValueError, match="no prediction"):
         PredictionViewer(ct, mask, {})
-
-
-def test_slice_dice():
-    a = np.zeros((4, 4), bool)
-    b = a.copy()
-    assert np.isnan(slice_dice(a, b))
-    a[0, :2] = True
-    b[0, 1:3] = True
-    assert slice_dice(a, b) == pytest.approx(0.5)
-    assert slice_dice(a, a) == 1.0

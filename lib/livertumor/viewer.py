@@ -43,6 +43,21 @@ def legend_html() -> str:
     return "<span>0 background (no colour)</span>" + "".join(items)
 
 
+def _area(spacing: Sequence[float] | None) -> tuple[float, str]:
+    """Area of one in-plane pixel and its unit: (cm², "cm²") with a spacing, else (1, "px")."""
+    if spacing is None:
+        return 1.0, "px"
+    return spacing[0] * spacing[1] / 100, "cm²"
+
+
+def _position(k: int, n_slices: int, spacing: Sequence[float] | None) -> list[str]:
+    """Caption parts saying where slice ``k`` is: its index and, with a spacing, z in mm."""
+    parts = [f"slice {k} of {n_slices - 1} (0 = feet)"]
+    if spacing is not None:
+        parts.append(f"z = {k * spacing[2]:.1f} mm")
+    return parts
+
+
 class SliceViewer:
     """Scroll through the axial slices of a CT volume with its mask overlaid.
 
@@ -90,13 +105,10 @@ class SliceViewer:
     def _update(self, _change=None) -> None:
         k = self.slider.value
         self.image.value = png_bytes(self.render(k))
-        parts = [f"slice {k} of {self.ct.shape[2] - 1} (0 = feet)"]
-        if self.spacing is not None:
-            parts.append(f"z = {k * self.spacing[2]:.1f} mm")
+        parts = _position(k, self.ct.shape[2], self.spacing)
         if self.mask is not None:
             m = self.mask[:, :, k]
-            px = 1.0 if self.spacing is None else self.spacing[0] * self.spacing[1] / 100
-            unit = "px" if self.spacing is None else "cm²"
+            px, unit = _area(self.spacing)
             parts.append(f"liver {(m >= 1).sum() * px:.1f} {unit}, "
                          f"tumor {(m == 2).sum() * px:.1f} {unit}")
         self.caption.value = " · ".join(parts)
@@ -162,19 +174,14 @@ class WindowExplorer:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-def slice_dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two boolean (H, W) masks; NaN when both are empty (no score defined)."""
-    total = np.count_nonzero(pred) + np.count_nonzero(truth)
-    return 2.0 * np.count_nonzero(pred & truth) / total if total else float("nan")
-
-
 class PredictionViewer:
     """CT, reference mask and predicted mask side by side, scrolled with one slice slider.
 
     The three panels are one RGB image (one ``ipywidgets.Image``): the windowed CT alone, the
     CT with the reference labels, the CT with the predicted labels (colours of
     :data:`livertumor.figures.LABEL_COLORS`). The caption gives this slice's liver and tumor
-    Dice and areas.
+    Dice and areas, from :func:`livertumor.scoring.slice_scores` (computed once per
+    prediction, the first time it is shown; "–" where the structure is in neither mask).
 
     Parameters
     ----------
@@ -207,6 +214,7 @@ class PredictionViewer:
                 raise ValueError(f"{name} shape {arr.shape} differs from the CT's {ct.shape}")
         self.ct, self.truth, self.spacing = ct, truth, spacing
         self.predictions = dict(predictions)
+        self._scores: dict[str, dict] = {}
         n = ct.shape[2]
         self.gap = max(2, ct.shape[1] // 64)
         self.slider = w.IntSlider(value=n // 2 if start is None else int(start), min=0,
@@ -256,18 +264,27 @@ class PredictionViewer:
     def _update(self, _change=None) -> None:
         k = self.slider.value
         self.image.value = png_bytes(self.render(k))
-        ref, pred = self.truth[:, :, k], self.prediction[:, :, k]
-        px = 1.0 if self.spacing is None else self.spacing[0] * self.spacing[1] / 100
-        unit = "px" if self.spacing is None else "cm²"
-        parts = [f"slice {k} of {self.ct.shape[2] - 1} (0 = feet)"]
-        if self.spacing is not None:
-            parts.append(f"z = {k * self.spacing[2]:.1f} mm")
-        for name, r, p in (("liver", ref >= 1, pred >= 1), ("tumor", ref == 2, pred == 2)):
-            d = slice_dice(p, r)
+        px, unit = _area(self.spacing)
+        parts = _position(k, self.ct.shape[2], self.spacing)
+        for name, table in self.slice_scores().items():
+            d = table["dice"][k]
             score = "–" if np.isnan(d) else f"{d:.3f}"
-            parts.append(f"{name} Dice {score} (reference {r.sum() * px:.1f} {unit}, "
-                         f"predicted {p.sum() * px:.1f} {unit})")
+            parts.append(f"{name} Dice {score} (reference {table['ref_pixels'][k] * px:.1f} "
+                         f"{unit}, predicted {table['pred_pixels'][k] * px:.1f} {unit})")
         self.caption.value = " · ".join(parts)
+
+    def slice_scores(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per-slice scores of the prediction shown: structure -> column -> (slices,) array
+        (columns of :func:`livertumor.scoring.slice_scores`)."""
+        name = self.model.value
+        if name not in self._scores:
+            from .scoring import slice_scores
+
+            table = slice_scores(self.predictions[name], self.truth)
+            self._scores[name] = {
+                s: {c: rows[c].to_numpy() for c in ("dice", "ref_pixels", "pred_pixels")}
+                for s, rows in table.groupby("structure", sort=False)}
+        return self._scores[name]
 
     def show(self, k: int) -> None:
         """Move to slice ``k``."""
