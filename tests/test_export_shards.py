@@ -132,10 +132,10 @@ def test_shard_plan_is_the_same_in_every_process_and_balanced_by_voxels():
 
 
 def _write_many(path):
-    from livertumor.export import _write_atomic
+    from livertumor.atomic import write_bytes
 
     for _ in range(300):
-        _write_atomic(path, b"same bytes from every writer\n", durable=False)
+        write_bytes(path, b"same bytes from every writer\n")
 
 
 def test_processes_writing_the_same_file_at_once_do_not_trip_over_each_other(tmp_path):

@@ -534,14 +534,6 @@ def _png_bytes(mask: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write under a temporary name (fsync'd when ``durable``), then rename into place.
-
-    The temporary name (:func:`livertumor.atomic.temporary_name`) carries the process id, so
-    shards writing settings.json or the same survey at once never rename each other's."""
-    write_bytes(path, data, durable=durable)
-
-
 def _flush_to_disk() -> None:
     """Make written data durable before files get their final names (``os.sync``, POSIX)."""
     if hasattr(os, "sync"):
@@ -590,7 +582,8 @@ def _export_case(job: tuple) -> dict:
         os.replace(tmp, final)
         files[final.relative_to(out_dir).as_posix()] = final.stat().st_size
     record = {"case_id": case_id, "split": split, "rows": rows, "files": files}
-    _write_atomic(out_dir / STATE_DIR / f"case-{case_id}.json", json.dumps(record).encode())
+    write_bytes(out_dir / STATE_DIR / f"case-{case_id}.json", json.dumps(record).encode(),
+                durable=True)
     return {"case_id": case_id, "ok": True, "rows": rows}
 
 
@@ -657,7 +650,8 @@ def _prepare_out_dir(out_dir: Path, params: dict, overwrite: bool) -> None:
                 "or pass --overwrite (overwrite=True) to replace it", out_dir)
     (out_dir / STATE_DIR).mkdir(parents=True, exist_ok=True)
     if not settings_path.exists():
-        _write_atomic(settings_path, (json.dumps(params, indent=2, sort_keys=True) + "\n").encode())
+        write_bytes(settings_path,
+                    (json.dumps(params, indent=2, sort_keys=True) + "\n").encode(), durable=True)
 
 
 def _check_not_foreign(out_dir: Path) -> None:
@@ -1038,8 +1032,8 @@ def export_slices(
                     cached_surveys()
                     bar.total = len(survey_jobs(usable)) + bar.n
                     for res in pool.run(_survey_case, survey_jobs(ids)):
-                        _write_atomic(survey_dir / f"case-{res['case_id']}.json",
-                                      json.dumps(res).encode(), durable=False)
+                        write_bytes(survey_dir / f"case-{res['case_id']}.json",
+                                    json.dumps(res).encode())
                         surveys[res["case_id"]] = res
                         bar.update()
             for cid, res in surveys.items():
@@ -1050,8 +1044,8 @@ def export_slices(
                                 settings.test_fraction, settings.seed)
             if not good:
                 table = _cases_table(cases, status, split, surveys, {})
-                _write_atomic(out_dir / "cases.csv", _csv_bytes(table))
-                raise LiverTumorError(_nothing_exported(cases, table, out_dir), data_dir)
+                write_bytes(out_dir / "cases.csv", _csv_bytes(table), durable=True)
+                raise LiverTumorError(_nothing_exported(table, out_dir), data_dir)
 
             train_ids = [cid for cid in good if split[cid] == "train"]
             values = np.concatenate([good[c]["hist_values"] for c in train_ids]).astype(np.int64)
@@ -1101,10 +1095,10 @@ def export_slices(
             _write_outputs(out_dir, manifest, table, prep, data_dir)
             return ExportResult(out_dir, manifest, table, prep, sorted(exported_now),
                                 sorted(failed))
-        _write_atomic(shard_file, json.dumps({
+        write_bytes(shard_file, json.dumps({
             "shard": shard_index, "of": shard_count, "params": params, "preprocessing": prep,
             "cases": json.loads(table.to_json(orient="records")),
-        }).encode())
+        }).encode(), durable=True)
     result = ExportResult(out_dir, manifest, table, prep, sorted(exported_now), sorted(failed),
                           shard=f"{shard_index}/{shard_count}")
     # the last shard to finish merges (when two finish together, one merges, the other sees
@@ -1125,11 +1119,12 @@ def _write_outputs(out_dir: Path, manifest: pd.DataFrame, table: pd.DataFrame, p
                    data_dir) -> None:
     """Write cases.csv, then manifest.csv and preprocessing.json (the last files of an export:
     their presence means the export is finished)."""
-    _write_atomic(out_dir / "cases.csv", _csv_bytes(table))
+    write_bytes(out_dir / "cases.csv", _csv_bytes(table), durable=True)
     if manifest.empty:
-        raise LiverTumorError(_nothing_exported(table, table, out_dir), data_dir)
-    _write_atomic(out_dir / "manifest.csv", _csv_bytes(manifest))
-    _write_atomic(out_dir / "preprocessing.json", (json.dumps(prep, indent=2) + "\n").encode())
+        raise LiverTumorError(_nothing_exported(table, out_dir), data_dir)
+    write_bytes(out_dir / "manifest.csv", _csv_bytes(manifest), durable=True)
+    write_bytes(out_dir / "preprocessing.json", (json.dumps(prep, indent=2) + "\n").encode(),
+                durable=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1265,11 +1260,12 @@ def merge_export(out_dir: str | Path) -> ExportResult:
     return load_export(out_dir)
 
 
-def _nothing_exported(cases: pd.DataFrame, table: pd.DataFrame, out_dir: Path) -> str:
-    if cases.empty:
+def _nothing_exported(table: pd.DataFrame, out_dir: Path) -> str:
+    """The message when no case was exported; ``table`` is the cases table (a row per case)."""
+    if table.empty:
         return "no case could be exported: no volume-N.nii / segmentation-N.nii files found"
     first = table.iloc[0]
-    return (f"no case could be exported: {len(cases)} found, none usable; the reasons are in "
+    return (f"no case could be exported: {len(table)} found, none usable; the reasons are in "
             f"{out_dir / 'cases.csv'}, e.g. case {first.case_id} ({first.status}): "
             f"{first.reason}")
 
