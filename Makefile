@@ -42,7 +42,7 @@ $(BROWSER_STAMP): $(STAMP)
 	touch $@
 
 lab: install ## JupyterLab on 127.0.0.1 with the project's kernel, opened at notebooks/ (LAB_PORT=8888)
-	$(PY) -m livertumor.lab --port $(LAB_PORT)
+	$(PY) -m livertumor.series.lab --port $(LAB_PORT)
 
 run: install ## run the notebook series headless (PROFILE=demo on synthetic data; DATA_DIR=... for real LiTS)
 	$(PY) -m livertumor run --profile $(PROFILE) $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(if $(RUN),--run "$(RUN)")
@@ -74,11 +74,11 @@ chromium: # Debian's Chromium for the browser tests, when it is missing (needs r
 
 lint: install ## ruff on lib/, tests/, benchmarks/, notebooks; notebooks must be stored without outputs
 	$(VENV)/bin/ruff check lib tests benchmarks notebooks
-	$(PY) -m livertumor.notebook_checks notebooks
+	$(PY) -m livertumor.series.notebook_checks notebooks
 
 format: install ## format code with ruff and strip notebook outputs
 	$(VENV)/bin/ruff format lib tests benchmarks
-	$(PY) -m livertumor.notebook_checks --strip notebooks
+	$(PY) -m livertumor.series.notebook_checks --strip notebooks
 
 bench: install ## print speed and memory figures (benchmarks/*.py)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -46,7 +46,7 @@ def make_cases(root: Path) -> None:
     import nibabel as nib
     from scipy import ndimage
 
-    from livertumor.volumes import canonical_affine_for, reorient_image
+    from livertumor.data.volumes import canonical_affine_for, reorient_image
 
     rng = np.random.default_rng(0)
     (root / "volume_pt1").mkdir(parents=True)
@@ -122,7 +122,7 @@ def _status_bytes(field: str) -> int:
 
 def child(mode: str, data_dir: str, out: str) -> None:
     """One measured export in this (fresh) process; prints a JSON line."""
-    from livertumor.export import export_slices
+    from livertumor.export.pipeline import export_slices
 
     baseline = _status_bytes("VmRSS")  # after all imports
     t0 = time.perf_counter()

@@ -3,7 +3,7 @@
 For each model (the demo U-Net, 16 base filters, and the ResNet-50 U-Net, both 128-pixel
 inputs, random weights: speed does not depend on them), in a fresh process each:
 
-- batched: ``livertumor.inference.predict_volume`` (batches of 16 slices, probabilities
+- batched: ``livertumor.inference.predict.predict_volume`` (batches of 16 slices, probabilities
   resized back to 512 x 512, argmax into a uint8 volume);
 - per slice: the same preprocessing, then ``model.predict`` called once per slice, the plain
   loop a notebook would write.
@@ -38,9 +38,9 @@ def peak_rss_mib() -> float:
 def child(arch: str, mode: str, volume: str) -> None:
     import keras
 
-    from livertumor.inference import _model_inputs, predict_volume, resize_probabilities
-    from livertumor.models import build_resnet50_unet, build_unet
-    from livertumor.volumes import NiftiVolume
+    from livertumor.data.volumes import NiftiVolume
+    from livertumor.inference.predict import _model_inputs, predict_volume, resize_probabilities
+    from livertumor.training.models import build_resnet50_unet, build_unet
 
     keras.utils.set_random_seed(0)
     model = (build_unet((128, 128, 3), base_filters=16) if arch == "unet"
@@ -68,7 +68,7 @@ def child(arch: str, mode: str, volume: str) -> None:
 def main() -> None:
     import nibabel as nib
 
-    from livertumor.volumes import canonical_affine_for, reorient_image
+    from livertumor.data.volumes import canonical_affine_for, reorient_image
 
     int16_mib = np.prod(SHAPE) * 2 / 2**20
     with tempfile.TemporaryDirectory() as tmp:

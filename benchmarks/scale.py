@@ -1,6 +1,6 @@
 """Scale-out machinery: multi-worker training and sharded export, measured on one host.
 
-Part 1, training: images/s of ``livertumor.training.train`` on an export of demo cases (the
+Part 1, training: images/s of ``livertumor.training.trainer.train`` on an export of demo cases (the
 demo U-Net: 16 base filters, depth 4, 128 px, float32, global batch 16) in four setups, each
 process pinned to its own core(s) with ``taskset`` and told to use that many threads:
 
@@ -46,7 +46,7 @@ from pathlib import Path
 CHILD = r"""
 import json, sys, time
 import keras
-from livertumor.training import TrainConfig, train
+from livertumor.training.trainer import TrainConfig, train
 
 export_dir, model_dir, strategy, epochs, steps = sys.argv[1:6]
 times = []
@@ -79,7 +79,7 @@ def train_setup(export_dir: Path, work: Path, name: str, strategy: str, workers:
     script = work / "child.py"
     script.write_text(CHILD)
     model_dir = work / name.replace(" ", "_").replace(",", "")
-    from livertumor.distributed import local_cluster
+    from livertumor.training.distributed import local_cluster
 
     tf_configs = local_cluster(len(workers))
     procs = []
@@ -128,8 +128,8 @@ def export_setup(data_dir: Path, work: Path, shards: int) -> dict:
     seconds = time.perf_counter() - start
     if any(p.returncode for p in procs):
         raise SystemExit(f"export with {shards} shards failed:\n" + "\n".join(outs))
-    from livertumor.cases import find_cases
-    from livertumor.export import load_export, shard_plan, tree_digest
+    from livertumor.data.cases import find_cases
+    from livertumor.export.pipeline import load_export, shard_plan, tree_digest
 
     manifest = load_export(out).manifest
     slices = len(manifest)
@@ -148,8 +148,8 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"host: {cores} CPU cores available; {socket.gethostname()}")
 
-    from livertumor.demo_data import make_demo_dataset
-    from livertumor.export import export_slices
+    from livertumor.demo.generator import make_demo_dataset
+    from livertumor.export.pipeline import export_slices
 
     with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
         work = Path(tmp)

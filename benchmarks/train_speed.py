@@ -12,7 +12,7 @@ pipeline); the rate is taken between the end of the last warm-up step and the en
 step, so tracing and the first-step allocations are excluded.
 
 Part 2, input pipeline: the demo U-Net (16 base filters, 128 px, mixed_bfloat16, batch 16)
-trained for the same number of steps (a) from ``livertumor.dataset.make_dataset`` over an
+trained for the same number of steps (a) from ``livertumor.training.dataset.make_dataset`` over an
 export of demo cases (JPEG decode, tumor oversampling, augmentation, cache, prefetch) and (b)
 on the same batches already in memory as tensors. The ratio a / b is the share of the
 model's speed the pipeline keeps; the aim is at least 90 %.
@@ -49,9 +49,9 @@ def child(arch: str, side: int, policy: str, warmup: int, steps: int) -> None:
 
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)
-    from livertumor.losses import DiceCrossEntropy
-    from livertumor.metrics import segmentation_metrics
-    from livertumor.models import build_resnet50_unet, build_unet
+    from livertumor.training.losses import DiceCrossEntropy
+    from livertumor.training.metrics import segmentation_metrics
+    from livertumor.training.models import build_resnet50_unet, build_unet
 
     builder = build_unet if arch == "unet" else build_resnet50_unet
     model = builder(input_shape=(side, side, 3))
@@ -88,12 +88,12 @@ def pipeline_child(steps: int) -> None:
     import keras
     import tensorflow as tf
 
-    from livertumor.dataset import load_manifest, make_dataset
-    from livertumor.demo_data import make_demo_dataset
-    from livertumor.export import export_slices
-    from livertumor.losses import DiceCrossEntropy
-    from livertumor.metrics import segmentation_metrics
-    from livertumor.models import build_unet
+    from livertumor.demo.generator import make_demo_dataset
+    from livertumor.export.pipeline import export_slices
+    from livertumor.training.dataset import load_manifest, make_dataset
+    from livertumor.training.losses import DiceCrossEntropy
+    from livertumor.training.metrics import segmentation_metrics
+    from livertumor.training.models import build_unet
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     with tempfile.TemporaryDirectory() as tmp:

@@ -33,10 +33,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from livertumor.demo_data import make_case  # noqa: E402
-from livertumor.figures import render_slice  # noqa: E402
-from livertumor.runner import PROJECT_DIR  # noqa: E402
-from livertumor.viewer import (  # noqa: E402
+from livertumor.demo.generator import make_case  # noqa: E402
+from livertumor.series.runner import PROJECT_DIR  # noqa: E402
+from livertumor.viz.figures import render_slice  # noqa: E402
+from livertumor.viz.viewers import (  # noqa: E402
     PredictionViewer,
     SliceViewer,
     WindowExplorer,

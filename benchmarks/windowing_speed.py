@@ -28,7 +28,7 @@ import nibabel as nib
 import numpy as np
 
 from livertumor import freqhist_bins, read_nii, to_nchan
-from livertumor.volumes import canonical_affine_for, reorient_image
+from livertumor.data.volumes import canonical_affine_for, reorient_image
 
 SHAPE = (512, 512, 300)
 WINS = [(150, 30), (400, 50)]

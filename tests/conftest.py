@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from livertumor.volumes import canonical_affine_for, reorient_image
+from livertumor.data.volumes import canonical_affine_for, reorient_image
 
 SPACING = (0.75, 0.8, 2.5)
 ORIGIN = (120.0, 95.0, -310.0)
@@ -52,8 +52,8 @@ def case_arrays():
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
     """A small export (five 64-pixel demo cases, every 2nd slice) to train on."""
-    from livertumor.demo_data import make_demo_dataset
-    from livertumor.export import export_slices
+    from livertumor.demo.generator import make_demo_dataset
+    from livertumor.export.pipeline import export_slices
 
     root = tmp_path_factory.mktemp("export")
     make_demo_dataset(root / "raw", n_cases=5, seed=0, size=64, progress=False)

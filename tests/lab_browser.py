@@ -1,9 +1,9 @@
 """JupyterLab driven by headless Chromium, for the browser tests.
 
-- :class:`LabServer`: JupyterLab started with :func:`livertumor.lab.lab_command` (the command of
-  ``make lab``) on a free loopback port with a random token, its Jupyter folders and settings in
-  a temporary directory (autosave off, so nothing is written back into the notebooks), stopped
-  with its kernels by :meth:`LabServer.stop`.
+- :class:`LabServer`: JupyterLab started with :func:`livertumor.series.lab.lab_command` (the
+  command of ``make lab``) on a free loopback port with a random token, its Jupyter folders and
+  settings in a temporary directory (autosave off, so nothing is written back into the
+  notebooks), stopped with its kernels by :meth:`LabServer.stop`.
 - :func:`launch_chromium`: Debian's Chromium through Playwright, with the flags a machine
   without outside network needs.
 - :class:`NotebookPage`: what a person does on the page: open a notebook, run all cells, drag a
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from livertumor.lab import lab_command
+from livertumor.series.lab import lab_command
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 """The browser binary (Debian's package ``chromium``); Playwright downloads no browser."""

@@ -26,9 +26,9 @@ import pytest
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
-from livertumor.lab import KERNEL_DISPLAY_NAME
-from livertumor.runner import NOTEBOOKS_DIR, PROJECT_DIR, prepare_data
-from livertumor.windowing import WINDOWS
+from livertumor.data.windowing import WINDOWS
+from livertumor.series.lab import KERNEL_DISPLAY_NAME
+from livertumor.series.runner import NOTEBOOKS_DIR, PROJECT_DIR, prepare_data
 
 from lab_browser import (
     CHROMIUM,
@@ -74,17 +74,17 @@ def prediction_notebook(data_dir: Path) -> nbformat.NotebookNode:
 import numpy as np
 
 import livertumor as lt
-from livertumor import figures
-from livertumor.viewer import PredictionViewer
+from livertumor.viz import figures
+from livertumor.viz.viewers import PredictionViewer
 
-case = lt.cases.select_case(lt.find_cases({str(data_dir)!r}), -1)
+case = lt.select_case(lt.find_cases({str(data_dir)!r}), -1)
 ct = lt.read_nii(case["volume_path"])
 truth = lt.read_mask(case["mask_path"])
 shifted = np.zeros_like(truth)
 shifted[12:] = truth[:-12] >= 1
 PredictionViewer(ct, truth, {{"shifted": shifted, "perfect": truth}},
                  lt.read_geometry(case["volume_path"]).spacing,
-                 start=figures.largest_slice(truth, 2))"""
+                 start=lt.largest_slice(truth, 2))"""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": KERNEL_DISPLAY_NAME,
                                  "language": "python"}

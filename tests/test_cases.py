@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from livertumor import find_cases
-from livertumor.cases import CASE_COLUMNS
-from livertumor.volumes import canonical_affine_for, reorient_image
+from livertumor.data.cases import CASE_COLUMNS
+from livertumor.data.volumes import canonical_affine_for, reorient_image
 
 from conftest import SPACING, anatomy, write_case
 

@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from livertumor.demo_data import (
+from livertumor.data.volumes import read_geometry, read_mask, read_nii
+from livertumor.demo.generator import (
     CSV_NAME,
     case_geometry,
     case_paths,
     make_case,
     make_demo_dataset,
 )
-from livertumor.volumes import read_geometry, read_mask, read_nii
 
 SIZE = 64
 N = 8

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livertumor.evaluation import ROC_LOGIT_RANGE, ROC_THRESHOLDS, _RocAccumulator
+from livertumor.evaluation.held_out import ROC_LOGIT_RANGE, ROC_THRESHOLDS, _RocAccumulator
 
 
 def exact_auc(truth: np.ndarray, score: np.ndarray) -> float:
@@ -40,7 +40,7 @@ def test_example_slices_take_the_largest_tumor_slice_and_read_each_reference_onc
         tmp_path, monkeypatch):
     import pandas as pd
 
-    import livertumor.evaluation as ev
+    import livertumor.evaluation.held_out as ev
     from livertumor import WINDOWS, read_nii, windowed
 
     from conftest import anatomy, write_case

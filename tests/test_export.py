@@ -20,8 +20,10 @@ import pytest
 from PIL import Image
 
 from livertumor import LiverTumorError, NiftiVolume, freqhist_bins, read_mask, read_nii
-from livertumor.demo_data import make_demo_dataset
-from livertumor.export import (
+from livertumor.data.preprocessing import jpeg_bytes, slice_channels
+from livertumor.data.volumes import canonical_affine_for, reorient_image
+from livertumor.demo.generator import make_demo_dataset
+from livertumor.export.pipeline import (
     MANIFEST_COLUMNS,
     _SliceImager,
     export_slices,
@@ -29,8 +31,6 @@ from livertumor.export import (
     split_cases,
     tree_digest,
 )
-from livertumor.preprocessing import jpeg_bytes, slice_channels
-from livertumor.volumes import canonical_affine_for, reorient_image
 
 from conftest import anatomy, write_case
 
@@ -57,7 +57,7 @@ def run_killed(demo_dir, out, die_in: str, on_call: int) -> int:
     temporary names, before they are renamed). The hook lives here, not in the library."""
     code = f"""
 import os, signal, sys
-import livertumor.export as E
+import livertumor.export.pipeline as E
 calls = 0
 def hook(original):
     def wrapped(*args):
@@ -247,7 +247,7 @@ def test_histogram_breaks_come_from_training_cases_only(exported):
 
 
 def test_preprocessing_json_holds_everything_inference_needs(exported, demo_dir):
-    from livertumor.cases import data_fingerprint
+    from livertumor.data.cases import data_fingerprint
 
     prep = exported.preprocessing
     assert prep["windows"] == [[150.0, 30.0], [400.0, 50.0]]
@@ -269,7 +269,7 @@ def test_output_is_byte_identical_whatever_the_worker_count(exported, demo_dir, 
 
 
 def test_a_finished_export_is_not_read_again(exported, demo_dir, monkeypatch):
-    import livertumor.export as export_module
+    import livertumor.export.pipeline as export_module
 
     def fail(*_):
         raise AssertionError("a finished export read its volumes again")

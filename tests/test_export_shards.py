@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from livertumor import LiverTumorError, find_cases
-from livertumor.demo_data import make_demo_dataset
-from livertumor.demo_faults import write_broken_examples
-from livertumor.export import (
+from livertumor.demo.faults import write_broken_examples
+from livertumor.demo.generator import make_demo_dataset
+from livertumor.export.pipeline import (
     ShardsMissing,
     export_slices,
     merge_export,

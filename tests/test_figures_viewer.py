@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livertumor import figures
-from livertumor.figures import LABEL_COLORS, key_slices, largest_slice, render_slice
-from livertumor.viewer import PredictionViewer, SliceViewer, WindowExplorer
+from livertumor.data.slices import key_slices, largest_slice
+from livertumor.viz import figures
+from livertumor.viz.figures import LABEL_COLORS, render_slice
+from livertumor.viz.viewers import PredictionViewer, SliceViewer, WindowExplorer
 
 from conftest import anatomy
 

@@ -8,7 +8,7 @@ import sys
 import jupyter_core.paths
 import pytest
 
-from livertumor import lab
+from livertumor.series import lab
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from livertumor.losses import DiceCrossEntropy, label_map, soft_dice_per_class
-from livertumor.metrics import (
+from livertumor.training.losses import DiceCrossEntropy, label_map, soft_dice_per_class
+from livertumor.training.metrics import (
     LIVER_LABELS,
     TUMOR_LABELS,
     RegionDice,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from livertumor.errors import LiverTumorError
-from livertumor.losses import DiceCrossEntropy
-from livertumor.metrics import segmentation_metrics
-from livertumor.models import (
+from livertumor.training.losses import DiceCrossEntropy
+from livertumor.training.metrics import segmentation_metrics
+from livertumor.training.models import (
     IMAGENET_NOTOP_FILE,
     RESNET50_BOTTLENECK,
     RESNET50_SKIP_LAYERS,

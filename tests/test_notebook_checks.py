@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from livertumor.notebook_checks import check_notebook, strip_outputs
+from livertumor.series.notebook_checks import check_notebook, strip_outputs
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from livertumor.runner import load_profile, prepare_data
+from livertumor.series.runner import load_profile, prepare_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("notebooks")]
 

@@ -9,8 +9,9 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from livertumor import figures, lits_scores
-from livertumor.report import LIMITATIONS, patient_findings, render_html
+from livertumor import lits_scores
+from livertumor.evaluation.report import LIMITATIONS, patient_findings, render_html
+from livertumor.viz import figures
 
 SPACING = (0.8, 0.8, 2.5)
 

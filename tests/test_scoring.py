@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from livertumor import GridMismatchError, LabelError, scoring
-from livertumor.scoring import (
+from livertumor import GridMismatchError, LabelError
+from livertumor.data.volumes import canonical_affine_for, reorient_image
+from livertumor.evaluation import scoring
+from livertumor.evaluation.scoring import (
     aggregate_detection,
     aggregate_scores,
     binary_scores,
@@ -23,7 +25,6 @@ from livertumor.scoring import (
     slice_scores,
     surface_distances,
 )
-from livertumor.volumes import canonical_affine_for, reorient_image
 
 SP = (0.7, 0.7, 2.5)  # mm along (rows, columns, slices): anisotropic, as in LiTS CT
 SURFACE_KEYS = ("assd", "rmsd", "hd95", "msd")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from livertumor import LiverTumorError
-from livertumor.training import TrainConfig, read_history, train
+from livertumor.training.trainer import TrainConfig, read_history, train
 
 pytestmark = pytest.mark.xdist_group("training")
 
@@ -24,7 +24,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 def test_training_writes_a_complete_model_folder(export_dir, tmp_path):
     import keras
 
-    from livertumor.models import load_model
+    from livertumor.training.models import load_model
 
     result = train(export_dir, tmp_path / "m", TrainConfig(epochs=2, **TINY), verbose=0)
     names = {p.name for p in (tmp_path / "m").iterdir()}
@@ -61,7 +61,7 @@ def test_a_finished_run_is_not_repeated_and_other_settings_are_refused(export_di
 KILLER = textwrap.dedent("""
     import os, signal, sys
     import keras
-    from livertumor.training import TrainConfig, train
+    from livertumor.training.trainer import TrainConfig, train
 
     class Kill(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -112,7 +112,7 @@ def test_mirrored_strategy_on_two_logical_cpus(export_dir, tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from livertumor.training import TrainConfig, train
+        from livertumor.training.trainer import TrainConfig, train
         r = train(sys.argv[1], sys.argv[2],
                   TrainConfig(epochs=1, strategy="mirrored", **{TINY!r}), verbose=0)
         print(json.dumps({{"replicas": r["replicas"], "loss": r["last"]["loss"]}}))

@@ -19,7 +19,7 @@ from livertumor import (
     read_nii,
     write_like,
 )
-from livertumor.volumes import canonical_affine_for, reorient_image
+from livertumor.data.volumes import canonical_affine_for, reorient_image
 
 from conftest import ORIGIN, SPACING, anatomy, write_case
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from livertumor import WINDOWS, freqhist_bins, hist_scaled, save_jpg, to_nchan, windowed
-from livertumor.windowing import freqhist_fractions, resolve_windows, to_uint8
+from livertumor.data.windowing import freqhist_fractions, resolve_windows, to_uint8
 
 RNG = np.random.default_rng(42)
 INPUTS = {
@@ -158,7 +158,7 @@ def test_save_jpg_four_channels_is_cmyk(tmp_path):
 
 @pytest.mark.parametrize("n_bins", [1, 7, 100])
 def test_freqhist_bins_from_counts_equals_the_expanded_array(n_bins):
-    from livertumor.windowing import freqhist_bins_from_counts
+    from livertumor.data.windowing import freqhist_bins_from_counts
 
     x = RNG.integers(-1024, 400, 5000)
     values, counts = np.unique(x, return_counts=True)

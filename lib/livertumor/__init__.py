@@ -1,53 +1,28 @@
 """livertumor: liver and liver-tumor segmentation in CT (LiTS layout).
 
-The public API, by pipeline stage (one module each; see lib/livertumor/README.md):
+One sub-package per stage of the data flow (see lib/livertumor/README.md); the names most
+users need are re-exported here:
 
-- cases: :func:`find_cases`
-- volumes: :func:`read_nii`, :func:`read_mask`, :class:`NiftiVolume`, :func:`read_geometry`,
-  :func:`write_like`
-- windowing: :data:`WINDOWS`, :func:`windowed`, :func:`freqhist_bins`, :func:`hist_scaled`,
-  :func:`to_nchan`, :func:`save_jpg`
-- demo_data: :func:`make_demo_dataset`
+- data: :func:`find_cases`, :func:`read_nii`, :func:`read_mask`, :class:`NiftiVolume`,
+  :func:`read_geometry`, :func:`write_like`, :data:`WINDOWS`, :func:`windowed`,
+  :func:`freqhist_bins`, :func:`hist_scaled`, :func:`to_nchan`, :func:`save_jpg`,
+  :func:`largest_slice`, :func:`key_slices`
+- demo: :func:`make_demo_dataset`
 - export: :func:`export_slices`, :func:`load_export`, :func:`split_cases`,
   :func:`merge_export` (sharded exports)
-- scoring: :func:`lits_scores`, :func:`score_files`, :func:`aggregate_scores`,
+- evaluation: :func:`lits_scores`, :func:`score_files`, :func:`aggregate_scores`,
   :func:`detect_lesions`, :func:`slice_scores`
-- models, losses, metrics (Keras; loaded on first use so that ``import livertumor`` does not
-  import TensorFlow): :func:`build_unet`, :func:`build_resnet50_unet`, :func:`load_model`,
+- training (Keras; loaded on first use so that ``import livertumor`` does not import
+  TensorFlow): :func:`build_unet`, :func:`build_resnet50_unet`, :func:`load_model`,
   :class:`DiceCrossEntropy`, :func:`segmentation_metrics`, :class:`RegionDice`,
   :class:`RegionIoU`
 """
 
 import importlib
 
-from .cases import find_cases, summarize_cases
-from .demo_data import make_demo_dataset
-from .errors import (
-    EncoderWeightsError,
-    GridMismatchError,
-    LabelError,
-    LiverTumorError,
-    NiftiReadError,
-    PairingError,
-)
-from .export import (
-    ExportResult,
-    ExportSettings,
-    export_slices,
-    load_export,
-    merge_export,
-    split_cases,
-)
-from .scoring import (
-    aggregate_detection,
-    aggregate_scores,
-    detect_lesions,
-    lits_scores,
-    mean_slice_scores,
-    score_files,
-    slice_scores,
-)
-from .volumes import (
+from .data.cases import case_statistics, find_cases, select_case, summarize_cases
+from .data.slices import key_slices, largest_slice
+from .data.volumes import (
     CANONICAL_AXCODES,
     LABELS,
     Geometry,
@@ -57,15 +32,42 @@ from .volumes import (
     read_nii,
     write_like,
 )
-from .windowing import WINDOWS, freqhist_bins, hist_scaled, save_jpg, to_nchan, windowed
+from .data.windowing import WINDOWS, freqhist_bins, hist_scaled, save_jpg, to_nchan, windowed
+from .demo.generator import make_demo_dataset
+from .errors import (
+    EncoderWeightsError,
+    GridMismatchError,
+    LabelError,
+    LiverTumorError,
+    NiftiReadError,
+    PairingError,
+)
+from .evaluation.scoring import (
+    aggregate_detection,
+    aggregate_scores,
+    detect_lesions,
+    lits_scores,
+    mean_slice_scores,
+    score_files,
+    slice_scores,
+)
+from .export import (
+    ExportResult,
+    ExportSettings,
+    export_slices,
+    load_export,
+    merge_export,
+    split_cases,
+)
 
 __version__ = "0.1.0"
 
 # Keras-dependent names, imported on first access (PEP 562).
 _LAZY = {
-    "build_unet": "models", "build_resnet50_unet": "models", "load_model": "models",
-    "DiceCrossEntropy": "losses", "segmentation_metrics": "metrics", "RegionDice": "metrics",
-    "RegionIoU": "metrics",
+    "build_unet": "training.models", "build_resnet50_unet": "training.models",
+    "load_model": "training.models",
+    "DiceCrossEntropy": "training.losses", "segmentation_metrics": "training.metrics",
+    "RegionDice": "training.metrics", "RegionIoU": "training.metrics",
 }
 
 
@@ -82,7 +84,8 @@ __all__ = [
     "Geometry", "NiftiVolume",
     "EncoderWeightsError", "GridMismatchError", "LabelError", "LiverTumorError", "NiftiReadError",
     "PairingError",
-    "find_cases", "summarize_cases", "freqhist_bins", "hist_scaled", "make_demo_dataset",
+    "case_statistics", "find_cases", "key_slices", "largest_slice", "select_case",
+    "summarize_cases", "freqhist_bins", "hist_scaled", "make_demo_dataset",
     "read_geometry", "read_mask", "read_nii", "save_jpg", "to_nchan", "windowed", "write_like",
     "ExportResult", "ExportSettings", "export_slices", "load_export", "merge_export",
     "split_cases",

@@ -14,7 +14,7 @@ from .errors import LiverTumorError
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
-    from .demo_data import make_demo_dataset
+    from .demo.generator import make_demo_dataset
 
     table = make_demo_dataset(args.out_dir, n_cases=args.cases, seed=args.seed, size=args.size,
                               overwrite=args.overwrite)
@@ -26,7 +26,7 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
 def _cmd_cases(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .cases import find_cases, summarize_cases
+    from .data.cases import find_cases, summarize_cases
 
     table = find_cases(args.data_dir)
     if args.csv:
@@ -43,7 +43,7 @@ def _cmd_cases(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import describe_run, run_series
+    from .series.runner import describe_run, run_series
 
     only = [o.strip() for o in args.only.split(",")] if args.only else None
     def absolute(path):
@@ -57,7 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, train
+    from .training.trainer import TrainConfig, train
 
     config = TrainConfig(
         architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
@@ -83,7 +83,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     import json
     import math
 
-    from .scoring import score_files
+    from .evaluation.scoring import score_files
 
     scores = score_files(args.pred, args.truth, connectivity=args.connectivity)
     if args.json:
@@ -109,7 +109,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from .inference import segment
+    from .inference.predict import segment
 
     if not args.out.name.endswith((".nii", ".nii.gz")):
         raise LiverTumorError("output must end in .nii or .nii.gz", args.out)
@@ -122,7 +122,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import ExportSettings, export_slices, merge_export, parse_shard
+    from .export.pipeline import ExportSettings, export_slices, merge_export, parse_shard
 
     if args.merge is not None:
         if args.data_dir is not None or args.shard is not None:
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=2, help="export every k-th slice (default 2)")
     p.add_argument("--size", type=int, default=256,
                    help="side of the square output images in pixels (default 256; 0: original)")
-    from .windowing import WINDOWS
+    from .data.windowing import WINDOWS
 
     p.add_argument("--windows", default="liver,abdomen_soft",
                    help="two comma-separated window names, the red and green channels "
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to export the slices (default: the profile's export_dir)")
     p.set_defaults(func=_cmd_run)
 
-    from .training import ARCHITECTURES, PRECISIONS, STRATEGIES, TrainConfig
+    from .training.trainer import ARCHITECTURES, PRECISIONS, STRATEGIES, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser(

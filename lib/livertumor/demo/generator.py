@@ -2,7 +2,7 @@
 
 Each case is a portal-venous-phase CT of the upper abdomen (lung bases / diaphragm domes down
 to the lower kidneys) with its LiTS label map (0 background, 1 liver, 2 tumor). The anatomy
-is built in 3-D in millimetres (see :mod:`livertumor.demo_anatomy`): body outline with skin,
+is built in 3-D in millimetres (see :mod:`livertumor.demo.anatomy`): body outline with skin,
 subcutaneous fat and muscle wall, ribs, spine, lung bases, heart, diaphragm, liver with portal
 and hepatic veins, spleen, kidneys, stomach, duodenum, pancreas, bowel, aorta, IVC, a CT table,
 and 0 to several liver tumors (mostly hypodense, some hyperdense). The HU map is blurred
@@ -39,7 +39,7 @@ sampling does. A case's content depends on ``(seed, case_id, size)`` only, not o
 cases are made.
 
 Orientation: arrays in memory are canonical ``('P', 'L', 'S')`` (see
-:mod:`livertumor.volumes`); on disk each case is stored with its own axis codes, as LiTS
+:mod:`livertumor.data.volumes`); on disk each case is stored with its own axis codes, as LiTS
 files are: mostly ``('L', 'P', 'S')``, some ``('R', 'A', 'S')``, ``('L', 'P', 'I')`` and
 permuted orders (``('P', 'L', 'S')``, ``('A', 'R', 'S')``). Every block of 8 consecutive case
 ids holds each orientation kind and each tumor-count kind (0, 1, 1, 2, 3, 4, 6, random) once,
@@ -57,9 +57,15 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .atomic import atomic_path
-from .demo_anatomy import F32, Anatomy, Grid
-from .volumes import canonical_affine_for, read_geometry, read_mask, reorient_image, save_atomic
+from ..atomic import atomic_path
+from ..data.volumes import (
+    canonical_affine_for,
+    read_geometry,
+    read_mask,
+    reorient_image,
+    save_atomic,
+)
+from .anatomy import F32, Anatomy, Grid
 
 CASES_PER_FOLDER = 4
 """Volumes per ``volume_ptN`` folder: case i goes to ``volume_pt{1 + i // 4}``."""
@@ -443,7 +449,7 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
 
 
 def _timing(sizes=(64, 128, 512), case_id=0, seed=0) -> None:  # pragma: no cover
-    """Print generation times (``python -m livertumor.demo_data``)."""
+    """Print generation times (``python -m livertumor.demo.generator``)."""
     for s in sizes:
         t0 = time.perf_counter()
         c = make_case(case_id, seed, s)

@@ -33,8 +33,8 @@ from nibabel.orientations import (
     ornt_transform,
 )
 
-from .atomic import atomic_path
-from .errors import GridMismatchError, LabelError, NiftiReadError
+from ..atomic import atomic_path
+from ..errors import GridMismatchError, LabelError, NiftiReadError
 
 CANONICAL_AXCODES: tuple[str, str, str] = ("P", "L", "S")
 """Axis codes of every array the package returns: rows A->P, columns R->L, slices I->S."""

@@ -99,8 +99,8 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
-from .errors import GridMismatchError, LabelError
-from .volumes import read_geometry, read_mask
+from ..data.volumes import read_geometry, read_mask
+from ..errors import GridMismatchError, LabelError
 
 STRUCTURES: tuple[str, ...] = ("liver", "tumor")
 """The scored structures: liver = labels >= 1, tumor = label 2."""

@@ -23,7 +23,7 @@ import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .errors import LiverTumorError
+from ..errors import LiverTumorError
 
 ARCHITECTURES = ("unet", "resnet50_unet")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -46,7 +46,7 @@ class TrainConfig:
         TPUs, Ampere+ GPUs)
     strategy : ``auto`` (the default device), ``mirrored`` (all local GPUs, or logical CPUs) or
         ``multi_worker`` (``MultiWorkerMirroredStrategy`` over the ``TF_CONFIG`` cluster; see
-        :mod:`livertumor.distributed`)
+        :mod:`livertumor.training.distributed`)
     encoder_weights : ``none``, ``imagenet`` (a local file; nothing is downloaded) or a path
     seed : int
         Seeds Python, numpy and Keras (``keras.utils.set_random_seed``) and the data pipeline.
@@ -135,7 +135,7 @@ def _callbacks(model_dir: Path, config: TrainConfig, extra, chief: bool = True):
     same state (resume epoch, history, early stopping) but nothing is written."""
     import keras
 
-    from .atomic import atomic_path
+    from ..atomic import atomic_path
 
     class ResumableHistory(keras.callbacks.Callback):
         """history.csv rewritten atomically after every epoch; on resume, rows of epochs that
@@ -242,7 +242,8 @@ def train(
     """
     import keras
 
-    from .atomic import atomic_path, write_json
+    from ..atomic import atomic_path, write_json
+    from ..series.runner import environment_record
     from .dataset import Augmentation, load_manifest, make_dataset, split_validation
     from .distributed import (
         WorkerRole,
@@ -255,7 +256,6 @@ def train(
     )
     from .losses import DiceCrossEntropy
     from .metrics import segmentation_metrics
-    from .runner import environment_record
 
     multi_worker = config.strategy == "multi_worker"
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything in this process.

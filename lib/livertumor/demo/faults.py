@@ -13,8 +13,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .atomic import atomic_path, write_bytes
-from .errors import LiverTumorError
+from ..atomic import atomic_path, write_bytes
+from ..errors import LiverTumorError
 
 TRUNCATED_ID = 900
 UNPAIRED_ID = 901

@@ -14,13 +14,13 @@
 
 File names are ``<case id, 4 digits>_<slice index, 4 digits>`` (``0003_0042.jpg``), so they
 sort by case, then from the feet up: slice 0 is the most inferior of the canonical
-``('P', 'L', 'S')`` array (:mod:`livertumor.volumes`), and slices 0, every, 2 * every, ... are
+``('P', 'L', 'S')`` array (:mod:`livertumor.data.volumes`), and slices 0, every, 2 * every, ... are
 exported. Images and masks are the radiological axial view: anterior at the top, the patient's
 right (the liver) on the image's left, whatever the files' stored orientation.
 
 How it works
 ------------
-1. **Survey** (parallel over the cases :func:`~livertumor.cases.find_cases` calls ``ok``): the
+1. **Survey** (parallel over the cases :func:`~livertumor.data.cases.find_cases` calls ``ok``): the
    mask is checked (same world grid as the volume, labels 0/1/2) and its largest label gives
    tumor presence; the volume is read (every slice when a read can still fail: compressed,
    float or scaled data, where NaN voxels and truncated ``.gz`` streams show) and the
@@ -31,12 +31,12 @@ How it works
    (:func:`split_cases`).
 3. **Histogram breaks** from the pooled histograms of the TRAINING cases only:
    ``freqhist_bins`` of every pixel of every exported training slice, HU rounded to integers,
-   computed exactly from the counts (:func:`livertumor.windowing.freqhist_bins_from_counts`);
+   computed exactly from the counts (:func:`livertumor.data.windowing.freqhist_bins_from_counts`);
    stored in preprocessing.json. No test pixel influences them.
 4. **Export** (parallel over cases): per case the volume and mask are opened once (``.nii``
    memory-mapped; ``.nii.gz`` read slab by slab into one array of the stored dtype; each is
    decompressed once in the survey and once here), and each exported slice
-   goes through :func:`livertumor.preprocessing.slice_channels` (to_nchan at full resolution,
+   goes through :func:`livertumor.data.preprocessing.slice_channels` (to_nchan at full resolution,
    per-channel bilinear resize, x 255 truncated to uint8; computed here through a lookup
    table over the stored integer values, which gives the same bytes, see
    :class:`_SliceImager`), JPEG quality 90; the mask slice is resized with nearest neighbour
@@ -51,7 +51,7 @@ How it works
 Resuming: the same call again skips the cases whose record exists and whose files all have
 the recorded sizes, removes leftover ``.part`` files, and ends with the same files as an
 uninterrupted run. The arguments and a fingerprint of the data
-(:func:`livertumor.cases.data_fingerprint`) are saved in ``.export/settings.json`` before
+(:func:`livertumor.data.cases.data_fingerprint`) are saved in ``.export/settings.json`` before
 anything else; a call with other arguments or changed data is refused with a message saying
 what differs (``overwrite=True`` starts again). A lock file keeps two exports from writing
 into one folder at once.
@@ -96,17 +96,17 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .atomic import temporary_name, write_bytes
-from .cases import data_fingerprint, find_cases
-from .errors import LiverTumorError
-from .preprocessing import channels_to_uint8, jpeg_bytes, resize_mask, slice_channels
-from .volumes import CANONICAL_AXCODES, LABELS, NiftiVolume, check_same_grid, read_mask
-from .windowing import (
+from ..atomic import temporary_name, write_bytes
+from ..data.cases import data_fingerprint, find_cases
+from ..data.preprocessing import channels_to_uint8, jpeg_bytes, resize_mask, slice_channels
+from ..data.volumes import CANONICAL_AXCODES, LABELS, NiftiVolume, check_same_grid, read_mask
+from ..data.windowing import (
     WINDOWS,
     freqhist_bins_from_counts,
     resolve_windows,
     to_nchan,
 )
+from ..errors import LiverTumorError
 
 FORMAT_VERSION = 1
 STATE_DIR = ".export"
@@ -411,7 +411,7 @@ def _read_labels(path, geometry) -> tuple[np.ndarray, int]:
     Integer masks without scaling (all of LiTS) are checked with one min/max pass and returned
     in their stored dtype (:func:`_stored_canonical`: memory-mapped for ``.nii``), with no
     transposing copy. Anything else, including a mask with bad labels, goes through
-    :func:`livertumor.volumes.read_mask`, which converts it or raises the ``LabelError`` that
+    :func:`livertumor.data.volumes.read_mask`, which converts it or raises the ``LabelError`` that
     names the values.
     """
     vol = NiftiVolume(path)

@@ -1,6 +1,6 @@
 """Checks that every notebook in notebooks/ follows the series' skeleton.
 
-``python -m livertumor.notebook_checks notebooks`` exits non-zero and lists the problems;
+``python -m livertumor.series.notebook_checks notebooks`` exits non-zero and lists the problems;
 ``--strip`` removes outputs and execution counts first (what ``make format`` does).
 
 The skeleton: a markdown title cell ``# NN · Title``; exactly one code cell tagged

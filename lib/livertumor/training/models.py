@@ -24,9 +24,9 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
+from ..errors import EncoderWeightsError, LiverTumorError
 from . import losses as _losses  # noqa: F401  (registers the loss for load_model)
 from . import metrics as _metrics  # noqa: F401  (registers the metrics for load_model)
-from .errors import EncoderWeightsError, LiverTumorError
 
 RESNET50_SKIP_LAYERS: tuple[str, ...] = (
     "conv1_relu",  # stride 2, 64 channels
@@ -370,8 +370,8 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
     """Load a saved ``model.keras`` holding this package's layers, loss and metrics.
 
     Importing this module registers :class:`ImageNetPreprocessing`,
-    :class:`~livertumor.losses.DiceCrossEntropy` and the metrics of
-    :mod:`livertumor.metrics` with Keras, so ``keras.saving.load_model`` finds them.
+    :class:`~livertumor.training.losses.DiceCrossEntropy` and the metrics of
+    :mod:`livertumor.training.metrics` with Keras, so ``keras.saving.load_model`` finds them.
 
     Raises
     ------

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 WINDOWS: Mapping[str, tuple[float, float]] = {
     # name: (width, level) in HU. Values from fastai's ``dicom_windows`` table; ``liver_wide`` is

@@ -15,9 +15,9 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .atomic import atomic_path
-from .volumes import LABELS
-from .windowing import WINDOWS, freqhist_bins, hist_scaled, resolve_windows, windowed
+from ..atomic import atomic_path
+from ..data.volumes import LABELS
+from ..data.windowing import WINDOWS, freqhist_bins, hist_scaled, resolve_windows, windowed
 
 LABEL_COLORS: dict[int, tuple[int, int, int]] = {1: (40, 200, 90), 2: (255, 70, 40)}
 """Overlay colour (RGB, 0-255) of each label: liver green, tumor red-orange."""
@@ -61,33 +61,6 @@ def label_legend_handles() -> list[Patch]:
     """Legend patches for the overlay colours."""
     return [Patch(color=np.asarray(LABEL_COLORS[k]) / 255, label=f"{k} {LABELS[k]}")
             for k in LABEL_COLORS]
-
-
-def largest_slice(mask: np.ndarray, label: int = 1, at_least: int = 1) -> int | None:
-    """Index of the axial slice with the most voxels of ``label`` (``>= label``), or None.
-
-    For ``label=1`` the liver counts with its tumors (LiTS: liver = labels >= 1).
-    """
-    counts = (mask >= label).sum(axis=(0, 1)) if label == 1 else (mask == label).sum(axis=(0, 1))
-    k = int(np.argmax(counts))
-    return k if counts[k] >= at_least else None
-
-
-def key_slices(mask: np.ndarray, n: int = 4) -> list[int]:
-    """``n`` informative axial slices: the largest tumor slice (if any), then slices spread
-    evenly over the liver's extent. Sorted from feet to head."""
-    liver = np.flatnonzero((mask >= 1).any(axis=(0, 1)))
-    if liver.size == 0:
-        return list(np.linspace(0, mask.shape[2] - 1, n).astype(int))
-    chosen = []
-    tumor_k = largest_slice(mask, 2)
-    if tumor_k is not None:
-        chosen.append(tumor_k)
-    for q in np.linspace(0.15, 0.85, n):
-        k = int(liver[int(q * (liver.size - 1))])
-        if len(chosen) < n and all(abs(k - c) > 1 for c in chosen):
-            chosen.append(k)
-    return sorted(chosen)
 
 
 def _orient_tags(ax) -> None:
@@ -380,7 +353,7 @@ def roc_figure(rocs: dict, aucs: dict | None = None) -> plt.Figure:
     Parameters
     ----------
     rocs : model name -> DataFrame with ``structure``, ``fpr``, ``tpr``
-        (:attr:`livertumor.evaluation.EvaluationResult.roc`)
+        (:attr:`livertumor.evaluation.held_out.EvaluationResult.roc`)
     aucs : model name -> {structure: AUC}, for the legend
     """
     structures = ("liver", "tumor")

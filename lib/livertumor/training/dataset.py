@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import LiverTumorError
+from ..errors import LiverTumorError
 
 MANIFEST_COLUMNS = ("case_id", "split", "slice_index", "image", "mask", "tumor_pixels")
 

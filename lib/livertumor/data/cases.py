@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import LiverTumorError
+from ..errors import LiverTumorError
 from .volumes import Geometry, grid_difference, read_geometry
 
 _NAME = re.compile(r"^(volume|segmentation)-(\d+)\.nii(\.gz)?$")

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from .atomic import write_json
-from .cases import data_fingerprint
-from .errors import LiverTumorError
+from ..atomic import write_json
+from ..data.cases import data_fingerprint
+from ..errors import LiverTumorError
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = Path(__file__).resolve().parents[3]
 """The repository root (the package is installed editable from lib/)."""
 
 NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
@@ -111,14 +111,14 @@ def prepare_data(data_dir: str | Path, demo: dict | None = None, progress: bool 
     ----------
     data_dir : str or Path
     demo : dict, optional
-        Arguments of :func:`livertumor.demo_data.make_demo_dataset` (``n_cases``, ``seed``,
+        Arguments of :func:`livertumor.demo.generator.make_demo_dataset` (``n_cases``, ``seed``,
         ``size``) and ``broken_examples`` (bool: also write a truncated volume and an unpaired
         mask, so the bad-case handling shows on demo data).
     """
     data_dir = Path(data_dir)
     if demo:
-        from .demo_data import make_demo_dataset
-        from .demo_faults import write_broken_examples
+        from ..demo.faults import write_broken_examples
+        from ..demo.generator import make_demo_dataset
 
         args = {k: v for k, v in demo.items() if k != "broken_examples"}
         make_demo_dataset(data_dir, progress=progress, **args)

@@ -1,9 +1,9 @@
 """Evaluation of a trained model on the held-out test cases.
 
-For every test case: segment the whole volume (:func:`livertumor.inference.predict_volume`),
+For every test case: segment the whole volume (:func:`livertumor.inference.predict.predict_volume`),
 write the prediction as NIfTI on the case's own grid, and score it against the reference:
 
-- LiTS per-case metrics (:func:`livertumor.scoring.lits_scores`), lesion detection and
+- LiTS per-case metrics (:func:`livertumor.evaluation.scoring.lits_scores`), lesion detection and
   tumor burden;
 - per-slice Dice and IoU (the report's "mean Dice / mean IoU"; see :data:`SLICE_RULE`);
 - pixel-level ROC curves for liver and tumor from the predicted probabilities, accumulated
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path, write_json
+from ..atomic import atomic_path, write_json
+from ..data.volumes import NiftiVolume, read_mask, write_like
 from .scoring import aggregate_scores, lits_scores, mean_slice_scores, slice_scores
-from .volumes import NiftiVolume, read_mask, write_like
 
 SLICE_RULE = (
     "per-slice means: every axial slice of every test volume at its original resolution; "
@@ -132,8 +132,8 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from .inference import load_preprocessing, predict_volume
-    from .models import load_model
+    from ..inference.predict import load_preprocessing, predict_volume
+    from ..training.models import load_model
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
@@ -219,7 +219,7 @@ def example_slices(results: dict[str, EvaluationResult], window: str = "abdomen_
     Parameters
     ----------
     results : model name -> :class:`EvaluationResult` (the same test cases in each)
-    window : name in :data:`livertumor.windowing.WINDOWS` for the CT
+    window : name in :data:`livertumor.data.windowing.WINDOWS` for the CT
 
     Returns
     -------
@@ -227,8 +227,8 @@ def example_slices(results: dict[str, EvaluationResult], window: str = "abdomen_
     float32 (H, W) windowed CT in [0, 1], uint8 (H, W) reference and predicted labels, and
     ``"case C, slice K"``.
     """
-    from .figures import largest_slice
-    from .windowing import WINDOWS, windowed
+    from ..data.slices import largest_slice
+    from ..data.windowing import WINDOWS, windowed
 
     names = list(results)
     out: dict[str, tuple[list, list, list, list]] = {a: ([], [], [], []) for a in names}
@@ -283,7 +283,7 @@ def load_test_cases(export_dir: str | Path) -> pd.DataFrame:
     Returns a DataFrame with ``case_id``, ``volume_path``, ``mask_path`` (and the other
     columns of ``cases.csv``).
     """
-    from .errors import LiverTumorError
+    from ..errors import LiverTumorError
 
     path = Path(export_dir) / "cases.csv"
     if not path.exists():
@@ -298,7 +298,7 @@ def load_test_cases(export_dir: str | Path) -> pd.DataFrame:
 def postprocess_effect(result: EvaluationResult, connectivity: int = 1) -> pd.DataFrame:
     """Per-case liver and tumor Dice with and without largest-liver-component post-processing,
     recomputed from the saved predictions (no new inference)."""
-    from .inference import largest_liver_component
+    from ..inference.predict import largest_liver_component
 
     rows = []
     for row in result.per_case.itertuples():

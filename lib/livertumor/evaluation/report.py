@@ -3,8 +3,8 @@
 For each case: liver volume (mL), number of tumors, each tumor's volume (mL) and largest
 axial diameter (mm), tumor burden (tumor volume / liver volume, %), predicted by the model and
 from the reference segmentation side by side, and key slices with the predicted (solid) and
-reference (dashed) contours. Every number comes from :mod:`livertumor.scoring`, the same code
-that computes the evaluation metrics, so the report and the metrics cannot disagree.
+reference (dashed) contours. Every number comes from :mod:`.scoring`, the same code that
+computes the evaluation metrics, so the report and the metrics cannot disagree.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import write_text
+from ..atomic import write_text
 from .scoring import detect_lesions
 
 LIMITATIONS = (

@@ -1,4 +1,4 @@
-"""Shapes and tissues of the synthetic abdominal CT cases of :mod:`livertumor.demo_data`.
+"""Shapes and tissues of the synthetic abdominal CT cases of :mod:`livertumor.demo.generator`.
 
 Everything here is built in physical millimetres from smooth implicit shapes (approximate
 signed distances, negative inside), sampled on the case's voxel grid, so shapes are continuous
@@ -11,7 +11,7 @@ Anatomical coordinates (mm), used throughout this module:
 * ``z`` grows towards the **head** (canonical slices), 0 at the top of the right diaphragm dome.
 
 Arrays built here are in ``(z, y, x)`` order (slices, rows, columns) so that each axial slice
-is contiguous; :mod:`livertumor.demo_data` transposes the result to the canonical
+is contiguous; :mod:`livertumor.demo.generator` transposes the result to the canonical
 ``(rows, columns, slices)`` order.
 """
 

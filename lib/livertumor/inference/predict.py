@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .errors import LiverTumorError
-from .volumes import NiftiVolume, save_atomic, write_like
+from ..data.volumes import NiftiVolume, save_atomic, write_like
+from ..errors import LiverTumorError
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Segmentation:
     ----------
     labels : uint8 (rows, columns, slices), 0/1/2
     probabilities : float32 (rows, columns, slices, 3) or None (``keep_probabilities=False``)
-    geometry : the input file's :class:`~livertumor.volumes.Geometry`
+    geometry : the input file's :class:`~livertumor.data.volumes.Geometry`
     """
 
     labels: np.ndarray
@@ -47,8 +47,8 @@ def load_preprocessing(model_dir: str | Path) -> dict:
 
 
 def _model_inputs(hu_slices: list[np.ndarray], prep: dict, image_size: int) -> np.ndarray:
-    from .dataset import resize_for_model
-    from .preprocessing import slice_to_jpeg_array
+    from ..data.preprocessing import slice_to_jpeg_array
+    from ..training.dataset import resize_for_model
 
     arrays = [slice_to_jpeg_array(hu, prep) for hu in hu_slices]
     return resize_for_model(np.stack(arrays), image_size)
@@ -170,7 +170,7 @@ def segment(
     LiverTumorError (and subclasses), naming the file: missing or broken model folder or
     volume.
     """
-    from .models import load_model
+    from ..training.models import load_model
 
     model_dir = Path(model_dir)
     prep = load_preprocessing(model_dir)

@@ -101,7 +101,7 @@ class DiceCrossEntropy(keras.losses.Loss):
     every image of the batch). Keras then averages ``loss_b`` over the batch, so the loss is the
     pixel-mean (weighted) cross-entropy plus the Dice term. Everything is computed in float32,
     also under mixed precision. The Dice term scores the softmax channels as they are (liver =
-    channel 1 alone), whereas the metrics of :mod:`livertumor.metrics` score the LiTS regions
+    channel 1 alone), whereas the metrics of :mod:`.metrics` score the LiTS regions
     (liver = labels 1 and 2): the classes are mutually exclusive in the output, so each channel
     gets its own gradient. When a batch holds no tumor and none is predicted, its Dice is 1
     (no loss); a false-positive tumor mass s there costs ``1 - 1 / (1 + s)`` (epsilon 1).

@@ -1,11 +1,11 @@
 """Interactive slice viewers for Jupyter (ipywidgets).
 
 A slider move re-renders only the image: the slice is windowed and blended in numpy
-(:func:`livertumor.figures.render_slice`), encoded as PNG with Pillow and handed to an
+(:func:`livertumor.viz.figures.render_slice`), encoded as PNG with Pillow and handed to an
 ``ipywidgets.Image``; no matplotlib figure is redrawn. A 512x512 slice takes a few
 milliseconds, so scrolling stays fluid (``benchmarks/viewer_speed.py`` measures it). In a
 headless run the widgets have no front end; the notebooks save static figures
-(:mod:`livertumor.figures`) for that case.
+(:mod:`livertumor.viz.figures`) for that case.
 
 - :class:`SliceViewer`: CT with its mask overlaid, slice slider, window and mask opacity;
 - :class:`WindowExplorer`: window width / level sliders with the standard windows as presets;
@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from ..data.volumes import LABELS
+from ..data.windowing import WINDOWS, windowed
 from .figures import LABEL_COLORS, render_slice
-from .volumes import LABELS
-from .windowing import WINDOWS, windowed
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -179,8 +179,8 @@ class PredictionViewer:
 
     The three panels are one RGB image (one ``ipywidgets.Image``): the windowed CT alone, the
     CT with the reference labels, the CT with the predicted labels (colours of
-    :data:`livertumor.figures.LABEL_COLORS`). The caption gives this slice's liver and tumor
-    Dice and areas, from :func:`livertumor.scoring.slice_scores` (computed once per
+    :data:`livertumor.viz.figures.LABEL_COLORS`). The caption gives this slice's liver and tumor
+    Dice and areas, from :func:`livertumor.evaluation.scoring.slice_scores` (computed once per
     prediction, the first time it is shown; "–" where the structure is in neither mask).
 
     Parameters
@@ -275,10 +275,10 @@ class PredictionViewer:
 
     def slice_scores(self) -> dict[str, dict[str, np.ndarray]]:
         """Per-slice scores of the prediction shown: structure -> column -> (slices,) array
-        (columns of :func:`livertumor.scoring.slice_scores`)."""
+        (columns of :func:`livertumor.evaluation.scoring.slice_scores`)."""
         name = self.model.value
         if name not in self._scores:
-            from .scoring import slice_scores
+            from ..evaluation.scoring import slice_scores
 
             table = slice_scores(self.predictions[name], self.truth)
             self._scores[name] = {

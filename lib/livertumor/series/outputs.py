@@ -11,8 +11,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .atomic import write_json
-from .figures import save_figure
+from ..atomic import write_json
+from ..viz.figures import save_figure
 
 
 class NotebookOutputs:

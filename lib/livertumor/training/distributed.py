@@ -4,10 +4,10 @@ Keras 3's ``Model.fit`` does not run under ``MultiWorkerMirroredStrategy`` (kera
 issue 20585: two workers fail in ``fit`` with "Attempt to convert a value (PerReplica ...)"),
 so multi-worker training has its own loop here: one ``strategy.run`` step with
 ``tf.GradientTape`` per batch. Everything else is shared with the single-host path in
-:mod:`livertumor.training`: the model, the loss (:class:`~livertumor.losses.DiceCrossEntropy`),
-the metrics (:func:`~livertumor.metrics.segmentation_metrics`), and the Keras callbacks that
-write ``history.csv``, ``best.keras``, ``last.keras``, TensorBoard logs and the
-``BackupAndRestore`` state, which this loop drives as ``fit`` would.
+:mod:`.trainer`: the model, the loss (:class:`.losses.DiceCrossEntropy`), the metrics
+(:func:`.metrics.segmentation_metrics`), and the Keras callbacks that write ``history.csv``,
+``best.keras``, ``last.keras``, TensorBoard logs and the ``BackupAndRestore`` state, which this
+loop drives as ``fit`` would.
 
 The cluster comes from the standard ``TF_CONFIG`` environment variable, e.g. for worker 1 of 2
 on one host::
@@ -117,7 +117,7 @@ def local_cluster(n_workers: int, host: str = "localhost") -> list[str]:
 
 
 def make_strategy(name: str):
-    """The ``tf.distribute`` strategy a :class:`~livertumor.training.TrainConfig` names.
+    """The ``tf.distribute`` strategy a :class:`~livertumor.training.trainer.TrainConfig` names.
 
     ``auto``: the default (one device); ``mirrored``: all local GPUs (or the logical CPUs);
     ``multi_worker``: ``MultiWorkerMirroredStrategy`` over the ``TF_CONFIG`` cluster. The
@@ -202,7 +202,7 @@ def fit_multi_worker(strategy, model, loss, train_metrics, val_metrics, train_da
     train_dataset_fn : callable(tf.distribute.InputContext) -> endless ``tf.data.Dataset`` of
         per-replica ``(image, mask)`` batches (see ``distribute_datasets_from_function``)
     val_rows : manifest rows of the validation slices, or None
-    config : :class:`~livertumor.training.TrainConfig` (epochs, batch size, image size, cache)
+    config : :class:`.trainer.TrainConfig` (epochs, batch size, image size, cache)
     steps : training steps (global batches) per epoch
     callbacks : Keras callbacks, called as ``fit`` calls them (``BackupAndRestore`` sets the
         first epoch through ``model._initial_epoch``, as in ``fit``)

@@ -1,6 +1,6 @@
 """JupyterLab for the notebook series (``make lab``): loopback only, the project's kernel.
 
-``python -m livertumor.lab`` first checks what makes the notebooks work interactively, and
+``python -m livertumor.series.lab`` first checks what makes the notebooks work interactively, and
 stops with the reason when something is missing:
 
 - the kernel ``python3`` is the project's (display name ``Python 3 (livertumor)``, installed by
@@ -30,7 +30,7 @@ KERNEL_DISPLAY_NAME = "Python 3 (livertumor)"
 WIDGETS_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
 """JupyterLab extension that renders ipywidgets (from the ``jupyterlab_widgets`` package)."""
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = Path(__file__).resolve().parents[3]
 
 
 def kernel_problems(kernel_name: str = KERNEL_NAME) -> list[str]:
