@@ -9,10 +9,6 @@ timings), so any number in the outputs can be traced back to what produced it.
 
 from __future__ import annotations
 
-import importlib.metadata
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +17,7 @@ import yaml
 from ..atomic import write_json
 from ..data.cases import data_fingerprint
 from ..errors import LiverTumorError
+from ..provenance import environment_record
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 """The repository root (the package is installed editable from lib/)."""
@@ -28,10 +25,6 @@ PROJECT_DIR = Path(__file__).resolve().parents[3]
 NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
 PARAMS_DIR = NOTEBOOKS_DIR / "params"
 
-REPORTED_PACKAGES = (
-    "livertumor", "numpy", "scipy", "nibabel", "pandas", "matplotlib", "seaborn", "pillow",
-    "keras", "tensorflow", "tensorflow-cpu", "papermill", "ipywidgets",
-)
 
 
 def load_profile(name: str, params_dir: Path = PARAMS_DIR) -> dict:
@@ -63,42 +56,6 @@ def load_profile(name: str, params_dir: Path = PARAMS_DIR) -> dict:
                         "parameters": dict(entry.get("parameters") or {})})
     profile["notebooks"] = entries
     return profile
-
-
-def git_commit(project_dir: Path = PROJECT_DIR) -> dict:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the repository."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=project_dir, capture_output=True, text=True,
-                              timeout=20)
-    try:
-        sha = git("rev-parse", "HEAD")
-        status = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    if sha.returncode != 0:
-        return {"commit": None, "dirty": None}
-    return {"commit": sha.stdout.strip(), "dirty": bool(status.stdout.strip())}
-
-
-def package_versions(names=REPORTED_PACKAGES) -> dict[str, str]:
-    """Installed versions of the packages that shape the results (missing ones omitted)."""
-    out = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def environment_record() -> dict:
-    """Python, platform, packages and git state, for run manifests and model folders."""
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": package_versions(),
-        "git": git_commit(),
-    }
 
 
 def prepare_data(data_dir: str | Path, demo: dict | None = None, progress: bool = True) -> Path:

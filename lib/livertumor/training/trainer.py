@@ -243,7 +243,7 @@ def train(
     import keras
 
     from ..atomic import atomic_path, write_json
-    from ..series.runner import environment_record
+    from ..provenance import environment_record
     from .dataset import Augmentation, load_manifest, make_dataset, split_validation
     from .distributed import (
         WorkerRole,
