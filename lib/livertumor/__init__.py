@@ -33,7 +33,7 @@ from .data.volumes import (
     write_like,
 )
 from .data.windowing import WINDOWS, freqhist_bins, hist_scaled, save_jpg, to_nchan, windowed
-from .demo.generator import make_demo_dataset
+from .demo import make_demo_dataset
 from .errors import (
     EncoderWeightsError,
     GridMismatchError,
@@ -42,7 +42,7 @@ from .errors import (
     NiftiReadError,
     PairingError,
 )
-from .evaluation.scoring import (
+from .evaluation import (
     aggregate_detection,
     aggregate_scores,
     detect_lesions,

@@ -14,7 +14,7 @@ from .errors import LiverTumorError
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
-    from .demo.generator import make_demo_dataset
+    from .demo import make_demo_dataset
 
     table = make_demo_dataset(args.out_dir, n_cases=args.cases, seed=args.seed, size=args.size,
                               overwrite=args.overwrite)
@@ -57,7 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training.trainer import TrainConfig, train
+    from .training import TrainConfig, train
 
     config = TrainConfig(
         architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
@@ -83,7 +83,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     import json
     import math
 
-    from .evaluation.scoring import score_files
+    from .evaluation import score_files
 
     scores = score_files(args.pred, args.truth, connectivity=args.connectivity)
     if args.json:
@@ -109,7 +109,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from .inference.predict import segment
+    from .inference import segment
 
     if not args.out.name.endswith((".nii", ".nii.gz")):
         raise LiverTumorError("output must end in .nii or .nii.gz", args.out)
@@ -122,7 +122,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export.pipeline import ExportSettings, export_slices, merge_export, parse_shard
+    from .export import ExportSettings, export_slices, merge_export, parse_shard
 
     if args.merge is not None:
         if args.data_dir is not None or args.shard is not None:
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to export the slices (default: the profile's export_dir)")
     p.set_defaults(func=_cmd_run)
 
-    from .training.trainer import ARCHITECTURES, PRECISIONS, STRATEGIES, TrainConfig
+    from .training import ARCHITECTURES, PRECISIONS, STRATEGIES, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser(

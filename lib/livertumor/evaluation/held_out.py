@@ -132,8 +132,8 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from ..inference.predict import load_preprocessing, predict_volume
-    from ..training.models import load_model
+    from ..inference import load_preprocessing, predict_volume
+    from ..training import load_model
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
@@ -298,7 +298,7 @@ def load_test_cases(export_dir: str | Path) -> pd.DataFrame:
 def postprocess_effect(result: EvaluationResult, connectivity: int = 1) -> pd.DataFrame:
     """Per-case liver and tumor Dice with and without largest-liver-component post-processing,
     recomputed from the saved predictions (no new inference)."""
-    from ..inference.predict import largest_liver_component
+    from ..inference import largest_liver_component
 
     rows = []
     for row in result.per_case.itertuples():

@@ -170,7 +170,7 @@ def segment(
     LiverTumorError (and subclasses), naming the file: missing or broken model folder or
     volume.
     """
-    from ..training.models import load_model
+    from ..training import load_model
 
     model_dir = Path(model_dir)
     prep = load_preprocessing(model_dir)

@@ -74,8 +74,7 @@ def prepare_data(data_dir: str | Path, demo: dict | None = None, progress: bool 
     """
     data_dir = Path(data_dir)
     if demo:
-        from ..demo.faults import write_broken_examples
-        from ..demo.generator import make_demo_dataset
+        from ..demo import make_demo_dataset, write_broken_examples
 
         args = {k: v for k, v in demo.items() if k != "broken_examples"}
         make_demo_dataset(data_dir, progress=progress, **args)

@@ -278,7 +278,7 @@ class PredictionViewer:
         (columns of :func:`livertumor.evaluation.scoring.slice_scores`)."""
         name = self.model.value
         if name not in self._scores:
-            from ..evaluation.scoring import slice_scores
+            from ..evaluation import slice_scores
 
             table = slice_scores(self.predictions[name], self.truth)
             self._scores[name] = {
