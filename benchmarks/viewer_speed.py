@@ -25,6 +25,7 @@ import io
 import json
 import statistics
 import time
+from pathlib import Path
 
 import ipywidgets
 import matplotlib
@@ -34,7 +35,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from livertumor.demo.generator import make_case  # noqa: E402
-from livertumor.series.runner import PROJECT_DIR  # noqa: E402
 from livertumor.viz.figures import render_slice  # noqa: E402
 from livertumor.viz.viewers import (  # noqa: E402
     PredictionViewer,
@@ -42,6 +42,8 @@ from livertumor.viz.viewers import (  # noqa: E402
     WindowExplorer,
     png_bytes,
 )
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 MOVES = 60
 

@@ -28,7 +28,7 @@ from papermill.parameterize import parameterize_notebook
 
 from livertumor.data.windowing import WINDOWS
 from livertumor.series.lab import KERNEL_DISPLAY_NAME
-from livertumor.series.runner import NOTEBOOKS_DIR, PROJECT_DIR, prepare_data
+from livertumor.series.runner import prepare_data
 
 from lab_browser import (
     CHROMIUM,
@@ -41,6 +41,8 @@ from lab_browser import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
 SCREENSHOTS = PROJECT_DIR / "outputs" / "browser"
 DEMO = {"n_cases": 2, "size": 512, "seed": 0, "broken_examples": True}
 """Demo cases of LiTS size, so the timings are those of 512x512 slices."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import jupyter_core.paths
 import pytest
@@ -67,6 +68,6 @@ def test_lab_command_serves_on_loopback_only(tmp_path):
     assert f"--ServerApp.root_dir={tmp_path}" in cmd
     assert "--LabApp.default_url=/lab/tree/notebooks" in cmd
     assert "--IdentityProvider.token=abc" in cmd and "--ServerApp.open_browser=False" in cmd
-    default = lab.lab_command()
-    assert f"--ServerApp.root_dir={lab.PROJECT_DIR}" in default
+    default = lab.lab_command()  # the project found from the working directory: the repository
+    assert f"--ServerApp.root_dir={Path(__file__).resolve().parents[1]}" in default
     assert not any(a.startswith("--IdentityProvider.token") for a in default)

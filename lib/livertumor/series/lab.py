@@ -21,6 +21,8 @@ import os
 import sys
 from pathlib import Path
 
+from .project import find_project
+
 KERNEL_NAME = "python3"
 """Kernel name stored in every notebook's metadata."""
 
@@ -29,8 +31,6 @@ KERNEL_DISPLAY_NAME = "Python 3 (livertumor)"
 
 WIDGETS_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
 """JupyterLab extension that renders ipywidgets (from the ``jupyterlab_widgets`` package)."""
-
-PROJECT_DIR = Path(__file__).resolve().parents[3]
 
 
 def kernel_problems(kernel_name: str = KERNEL_NAME) -> list[str]:
@@ -84,7 +84,7 @@ def environment_problems() -> list[str]:
 
 
 def lab_command(
-    root_dir: str | Path = PROJECT_DIR,
+    root_dir: str | Path | None = None,
     port: int = 8888,
     token: str | None = None,
     open_at: str = "notebooks",
@@ -95,14 +95,16 @@ def lab_command(
 
     Parameters
     ----------
-    root_dir : folder JupyterLab serves (notebooks open with their own folder as working
-        directory, so their relative paths such as ``../data/raw/demo`` resolve)
+    root_dir : folder JupyterLab serves, default :func:`~.project.find_project` (notebooks open
+        with their own folder as working directory, so their relative paths such as
+        ``../data/raw/demo`` resolve)
     port : TCP port on 127.0.0.1; no other port is tried when it is taken
     token : access token; None lets JupyterLab make one and print the URL holding it
     open_at : folder under ``root_dir`` the file browser shows first
     open_browser : open the system's web browser at that URL
     """
-    cmd = [python, "-m", "jupyterlab", f"--ServerApp.root_dir={Path(root_dir).absolute()}",
+    root_dir = find_project() if root_dir is None else Path(root_dir)
+    cmd = [python, "-m", "jupyterlab", f"--ServerApp.root_dir={root_dir.absolute()}",
            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={int(port)}",
            "--ServerApp.port_retries=0", f"--LabApp.default_url=/lab/tree/{open_at}",
            f"--ServerApp.open_browser={open_browser}"]
@@ -119,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-browser", action="store_true",
                         help="only print the URL, do not open a web browser")
     parser.add_argument("--check", action="store_true", help="run the checks and exit")
+    parser.add_argument("--project-dir", type=Path,
+                        help="the folder holding notebooks/ (default: found from the working "
+                             "directory upwards)")
     args = parser.parse_args(argv)
     problems = environment_problems()
     for p in problems:
@@ -128,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"kernel {KERNEL_NAME!r} ({KERNEL_DISPLAY_NAME}) and {WIDGETS_EXTENSION}: ok")
     if args.check:
         return 0
-    cmd = lab_command(port=args.port, open_browser=not args.no_browser)
+    project = find_project(args.project_dir)
+    cmd = lab_command(project, port=args.port, open_browser=not args.no_browser)
     sys.stdout.flush()
-    os.chdir(PROJECT_DIR)
+    os.chdir(project)
     os.execv(cmd[0], cmd)  # JupyterLab takes over this process (and its Ctrl-C handling)
     return 0
 

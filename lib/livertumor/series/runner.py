@@ -18,17 +18,12 @@ from ..atomic import write_json
 from ..data.cases import data_fingerprint
 from ..errors import LiverTumorError
 from ..provenance import environment_record
-
-PROJECT_DIR = Path(__file__).resolve().parents[3]
-"""The repository root (the package is installed editable from lib/)."""
-
-NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
-PARAMS_DIR = NOTEBOOKS_DIR / "params"
+from .project import PROFILES, find_project
 
 
-
-def load_profile(name: str, params_dir: Path = PARAMS_DIR) -> dict:
-    """Read ``params_dir/<name>.yaml``.
+def load_profile(name: str, params_dir: str | Path | None = None) -> dict:
+    """Read ``params_dir/<name>.yaml`` (default: the ``notebooks/params/`` folder of
+    :func:`~livertumor.series.project.find_project`).
 
     Keys: ``description``; ``data`` (``data_dir``, relative to the repository root unless
     absolute, and ``demo``: a mapping of :func:`make_demo_dataset` arguments, or absent for
@@ -38,6 +33,7 @@ def load_profile(name: str, params_dir: Path = PARAMS_DIR) -> dict:
     parameters: {...}}`` (one notebook can run several times, e.g. once per architecture).
     The result's ``notebooks`` is normalised to a list of ``{notebook, name, parameters}``.
     """
+    params_dir = find_project() / PROFILES if params_dir is None else Path(params_dir)
     path = params_dir / f"{name}.yaml"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in params_dir.glob("*.yaml")))
@@ -87,9 +83,60 @@ def prepare_data(data_dir: str | Path, demo: dict | None = None, progress: bool 
     return data_dir
 
 
-def _resolve(path: str | Path, base: Path = PROJECT_DIR) -> Path:
+def _resolve(path: str | Path, base: Path) -> Path:
     path = Path(path)
     return path if path.is_absolute() else (base / path)
+
+
+def _select(entries: list[dict], only: list[str] | None, profile: str) -> list[dict]:
+    """The profile's notebook entries named in ``only`` (stems, run names or number prefixes
+    such as ``"01"``), in profile order; all of them when ``only`` is empty."""
+    if not only:
+        return entries
+    chosen = [e for e in entries
+              if any(o in (e["name"], e["notebook"], e["notebook"].split("_")[0]) for o in only)]
+    if not chosen:
+        names = ", ".join(e["name"] for e in entries)
+        raise LiverTumorError(f"none of {only} is a notebook of profile {profile!r}: {names}")
+    return chosen
+
+
+def _run_record(prof: dict, common: dict, data_dir: Path, demo: dict | None) -> dict:
+    """The start of ``run.json``: profile, data and its fingerprint, environment."""
+    return {
+        "profile": prof["name"], "export_dir": common.get("export_dir"),
+        "description": prof.get("description", ""), "data_dir": str(data_dir),
+        "data_fingerprint": data_fingerprint(data_dir), "demo_data": demo,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **environment_record(),
+        "notebooks": {},
+    }
+
+
+def _kernel_config():
+    """Kernels talk to papermill over local (IPC) sockets, not TCP on loopback: nothing is
+    reachable from the network, and the kernel has no reason to warn about plain-text TCP."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}})
+
+
+def _execute(source: Path, executed: Path, params: dict, name: str) -> float:
+    """Run one notebook with papermill; return its wall time in seconds.
+
+    Raises ``LiverTumorError`` naming the executed notebook when a cell fails."""
+    import papermill as pm
+
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(source), str(executed), parameters=params, cwd=str(source.parent),
+            kernel_name="python3", progress_bar=False, log_output=False, config=_kernel_config(),
+        )
+    except pm.PapermillExecutionError as err:
+        raise LiverTumorError(
+            f"notebook {name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}; "
+            "open the executed notebook to see the traceback", executed) from None
+    return round(time.perf_counter() - t0, 1)
 
 
 def run_series(
@@ -97,9 +144,10 @@ def run_series(
     data_dir: str | Path | None = None,
     run_name: str | None = None,
     only: list[str] | None = None,
-    outputs_dir: str | Path = PROJECT_DIR / "outputs",
+    outputs_dir: str | Path = "outputs",
     export_dir: str | Path | None = None,
     progress: bool = True,
+    project_dir: str | Path | None = None,
 ) -> Path:
     """Execute the profile's notebooks in order with papermill; return the run folder.
 
@@ -113,10 +161,14 @@ def run_series(
         Folder under ``outputs_dir``; defaults to the profile name.
     only : list of str, optional
         Notebook stems (or their number prefixes, ``"01"``) to run, in profile order.
-    export_dir : path, optional
-        Where the slices are exported, instead of the profile's ``export_dir``.
     outputs_dir : path
-        Parent of the run folder.
+        Parent of the run folder (relative paths: to the project folder).
+    export_dir : path, optional
+        Where the slices are exported, instead of the profile's ``export_dir`` (relative
+        paths: to the working directory).
+    project_dir : path, optional
+        The folder holding ``notebooks/`` (default: :func:`find_project`). The profile's
+        relative paths are taken from it.
 
     Returns
     -------
@@ -126,65 +178,40 @@ def run_series(
     Raises
     ------
     LiverTumorError
-        Unknown profile or notebook, missing data folder, or a notebook that failed (the
-        message names the executed notebook to open).
+        Unknown profile or notebook, missing data folder or project folder, or a notebook that
+        failed (the message names the executed notebook to open).
     """
     import papermill as pm
 
-    prof = load_profile(profile)
+    project = find_project() if project_dir is None else Path(project_dir).resolve()
+    prof = load_profile(profile, project / PROFILES)
     demo = None if data_dir is not None else prof["data"].get("demo")
-    data_dir = _resolve(data_dir if data_dir is not None else prof["data"]["data_dir"])
-    run_dir = _resolve(outputs_dir) / (run_name or prof["name"])
-    entries = prof["notebooks"]
-    if only:
-        entries = [e for e in entries
-                   if any(o in (e["name"], e["notebook"], e["notebook"].split("_")[0])
-                          for o in only)]
-        if not entries:
-            names = ", ".join(e["name"] for e in prof["notebooks"])
-            raise LiverTumorError(f"none of {only} is a notebook of profile {profile!r}: {names}")
-    common = {k: (str(_resolve(v)) if k.endswith("_dir") and isinstance(v, str) else v)
+    data_dir = _resolve(data_dir if data_dir is not None else prof["data"]["data_dir"], project)
+    run_dir = _resolve(outputs_dir, project) / (run_name or prof["name"])
+    entries = _select(prof["notebooks"], only, profile)
+    common = {k: (str(_resolve(v, project)) if k.endswith("_dir") and isinstance(v, str) else v)
               for k, v in prof["common"].items()}
     if export_dir is not None:
         common["export_dir"] = str(_resolve(export_dir, Path.cwd()))
+    # the data are prepared here, once, not by the notebooks
+    shared = {**common, "data_dir": str(data_dir), "output_dir": str(run_dir),
+              "generate_demo": False}
 
     prepare_data(data_dir, demo, progress=progress)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    record = {
-        "profile": prof["name"],
-        "export_dir": common.get("export_dir"),
-        "description": prof.get("description", ""),
-        "data_dir": str(data_dir),
-        "data_fingerprint": data_fingerprint(data_dir),
-        "demo_data": demo,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **environment_record(),
-        "notebooks": {},
-    }
+    record = _run_record(prof, common, data_dir, demo)
     for entry in entries:
         name = entry["name"]
-        source = NOTEBOOKS_DIR / f"{entry['notebook']}.ipynb"
+        source = project / "notebooks" / f"{entry['notebook']}.ipynb"
         if not source.exists():
             raise LiverTumorError(f"notebook {name} of profile {profile!r} not found", source)
         declared = set(pm.inspect_notebook(str(source)))
-        shared = {**common, "data_dir": str(data_dir), "output_dir": str(run_dir),
-                  "generate_demo": False}  # the data were prepared above
         # shared values go only to notebooks that declare them; a notebook's own parameters
         # always go (papermill warns about a misspelt one)
         params = {**{k: v for k, v in shared.items() if k in declared}, **entry["parameters"]}
         executed = run_dir / "notebooks" / f"{name}.ipynb"
-        t0 = time.perf_counter()
         print(f"[{prof['name']}] {name} ...", flush=True)
-        try:
-            pm.execute_notebook(
-                str(source), str(executed), parameters=params, cwd=str(NOTEBOOKS_DIR),
-                kernel_name="python3", progress_bar=False, log_output=False,
-            )
-        except pm.PapermillExecutionError as err:
-            raise LiverTumorError(
-                f"notebook {name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}; "
-                "open the executed notebook to see the traceback", executed) from None
-        seconds = round(time.perf_counter() - t0, 1)
+        seconds = _execute(source, executed, params, name)
         record["notebooks"][name] = {"notebook": entry["notebook"], "parameters": params,
                                      "seconds": seconds,
                                      "executed": str(executed.relative_to(run_dir))}
@@ -193,8 +220,6 @@ def run_series(
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_json(run_dir / "run.json", record)
     return run_dir
-
-
 
 
 def describe_run(run_dir: str | Path) -> str:
