@@ -1,0 +1,150 @@
+"""The training input pipeline: manifest, validation split by patient, tf.data batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from livertumor import LiverTumorError
+from livertumor.training.dataset import (
+    Augmentation,
+    load_manifest,
+    make_dataset,
+    split_validation,
+)
+
+SIZE = 48
+
+
+def _write_slice(root, stem, image, mask):
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(root / "images" / f"{stem}.jpg", quality=95)
+    Image.fromarray(mask).save(root / "masks" / f"{stem}.png")
+    return f"train/images/{stem}.jpg", f"train/masks/{stem}.png"
+
+
+def _shape_slice(rng):
+    """A bright liver-like blob with a brighter tumor inside; the mask marks both exactly."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    cy, cx = rng.uniform(18, 30, 2)
+    liver = ((yy - cy) / 11) ** 2 + ((xx - cx) / 14) ** 2 <= 1
+    tumor = ((yy - cy) / 4) ** 2 + ((xx - cx - 4) / 4) ** 2 <= 1
+    mask = np.where(tumor, 2, np.where(liver, 1, 0)).astype(np.uint8)
+    grey = np.choose(mask, [20, 200, 250]).astype(np.uint8)
+    return np.stack([grey] * 3, axis=-1), mask
+
+
+def _export(tmp_path, n_cases=10, slices_per_case=4, tumor_cases=(1, 4, 7)):
+    """A tiny export folder: ``manifest.csv`` plus JPEG/PNG slices; each slice's image is a
+    flat grey level that encodes its row number, and tumor slices carry label 2."""
+    rows = []
+    for case in range(n_cases):
+        for k in range(slices_per_case):
+            i = len(rows)
+            image = np.full((SIZE, SIZE, 3), 4 * i + 2, np.uint8)
+            mask = np.zeros((SIZE, SIZE), np.uint8)
+            mask[10:30, 10:30] = 1
+            has_tumor = case in tumor_cases and k % 2 == 0
+            if has_tumor:
+                mask[15:20, 15:20] = 2
+            image_rel, mask_rel = _write_slice(tmp_path / "train", f"{case:04d}_{k:04d}", image,
+                                               mask)
+            rows.append({"case_id": case, "split": "train", "slice_index": k,
+                         "image": image_rel, "mask": mask_rel,
+                         "liver_pixels": int((mask > 0).sum()),
+                         "tumor_pixels": int((mask == 2).sum())})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    return load_manifest(tmp_path)
+
+
+def test_manifest_paths_become_absolute_and_bad_manifests_are_named(tmp_path):
+    rows = _export(tmp_path, n_cases=2, slices_per_case=2)
+    assert all(p.startswith(str(tmp_path)) for p in rows["image"])
+    with pytest.raises(LiverTumorError, match="no manifest.csv"):
+        load_manifest(tmp_path / "missing")
+    pd.DataFrame({"case_id": [1]}).to_csv(tmp_path / "manifest.csv", index=False)
+    with pytest.raises(LiverTumorError, match="lacks columns"):
+        load_manifest(tmp_path)
+
+
+def test_validation_split_is_disjoint_by_patient_and_stratified(tmp_path):
+    rows = _export(tmp_path, n_cases=10)
+    fit, val = split_validation(rows, fraction=0.3, seed=3)
+    assert set(fit["case_id"]).isdisjoint(val["case_id"])
+    assert len(fit) + len(val) == len(rows)
+    # whole cases: every slice of a validation case is in validation
+    assert (rows[rows["case_id"].isin(val["case_id"])].shape[0]) == len(val)
+    tumor_cases = set(rows.loc[rows["tumor_pixels"] > 0, "case_id"])
+    # 3 tumor cases * 0.3 -> 1, 7 others * 0.3 -> 2
+    assert len(set(val["case_id"]) & tumor_cases) == 1
+    assert len(set(val["case_id"]) - tumor_cases) == 2
+    again, _ = split_validation(rows, fraction=0.3, seed=3)
+    assert again.equals(fit)
+    other, _ = split_validation(rows, fraction=0.3, seed=4)
+    assert not other.equals(fit)
+
+
+def test_evaluation_stream_is_every_row_once_in_order(tmp_path):
+    rows = _export(tmp_path, n_cases=3, slices_per_case=3)
+    images = np.concatenate([x.numpy() for x, _ in make_dataset(rows, 4, SIZE)])
+    assert images.dtype == np.float32 and images.shape == (9, SIZE, SIZE, 3)
+    levels = np.round(images[:, SIZE // 2, SIZE // 2, 0] * 255)
+    np.testing.assert_allclose(levels, 4 * np.arange(9) + 2, atol=2)
+
+
+@pytest.mark.parametrize("oversampling", [1.0, 4.0])
+def test_tumor_oversampling_draws_tumor_slices_at_the_stated_rate(tmp_path, oversampling):
+    rows = _export(tmp_path)
+    tumor_rows = set(np.flatnonzero(rows["tumor_pixels"].to_numpy() > 0))
+    n, t = len(rows), len(tumor_rows)
+    ds = make_dataset(rows, 50, SIZE, training=True, seed=1, tumor_oversampling=oversampling,
+                      augmentation=None)
+    drawn = []
+    for images, masks in ds.take(80):
+        level = np.round(images.numpy()[:, SIZE // 2, SIZE // 2, 0] * 255)
+        drawn.append(np.round((level - 2) / 4).astype(int))
+        has_tumor = (masks.numpy() == 2).any(axis=(1, 2))
+        assert np.array_equal(has_tumor, np.isin(drawn[-1], list(tumor_rows)))
+    drawn = np.concatenate(drawn)
+    counts = np.bincount(drawn, minlength=n)
+    is_tumor = np.isin(np.arange(n), list(tumor_rows))
+    # a tumor slice is drawn `oversampling` times as often as a slice without tumor
+    ratio = counts[is_tumor].mean() / counts[~is_tumor].mean()
+    assert ratio == pytest.approx(oversampling, rel=0.15)
+    expected = oversampling * t / (n + (oversampling - 1) * t)
+    sigma = np.sqrt(expected * (1 - expected) / drawn.size)
+    assert abs(is_tumor[drawn].mean() - expected) < 4 * sigma
+
+
+def test_augmentation_moves_image_and_mask_together(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(8):
+        image, mask = _shape_slice(rng)
+        image_rel, mask_rel = _write_slice(tmp_path / "train", f"0000_{k:04d}", image, mask)
+        rows.append({"case_id": 0, "split": "train", "slice_index": k, "image": image_rel,
+                     "mask": mask_rel, "tumor_pixels": int((mask == 2).sum())})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    table = load_manifest(tmp_path)
+    strong = Augmentation(rotation_deg=25, scale=0.2, shift=0.12, brightness=0.05, contrast=0.1)
+    plain = make_dataset(table, 8, SIZE, training=True, seed=2, tumor_oversampling=1,
+                         augmentation=None)
+    moved = make_dataset(table, 8, SIZE, training=True, seed=2, tumor_oversampling=1,
+                         augmentation=strong)
+    changed = 0
+    for (_, m0), (x1, m1) in zip(plain.take(4), moved.take(4), strict=True):
+        x1, m1, m0 = x1.numpy(), m1.numpy(), m0.numpy()
+        assert m1.dtype == np.uint8 and set(np.unique(m1)) <= {0, 1, 2}
+        assert x1.min() >= 0 and x1.max() <= 1
+        for image, mask, before in zip(x1, m1, m0, strict=True):
+            bright = image[..., 0] > 0.5
+            labelled = mask > 0
+            iou = (bright & labelled).sum() / (bright | labelled).sum()
+            assert iou > 0.9, iou  # the drawn shape is where the mask says
+            # the same random map moves the tumor: it stays inside the moved liver
+            assert (mask == 2).sum() > 0 and (labelled[mask == 2]).all()
+            changed += int((labelled != (before > 0)).mean() > 0.02)
+    assert changed >= 24  # of 32: the augmentation really moved the slices
