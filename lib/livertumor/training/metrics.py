@@ -99,7 +99,7 @@ class _RegionCounts(keras.metrics.Metric):
 
     def reset_state(self):
         for variable in (self.true_positives, self.false_positives, self.false_negatives):
-            variable.assign(ops.zeros_like(variable))
+            variable.assign(ops.zeros(variable.shape, dtype=variable.dtype))
 
     def get_config(self):
         return {"labels": list(self.labels), "name": self.name, "dtype": self.dtype}
