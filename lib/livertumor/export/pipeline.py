@@ -1,78 +1,9 @@
 """Slice export: a LiTS folder -> 2-D training data (seed report steps 3.6-3.8).
 
-``export_slices(data_dir, out_dir, ...)`` (and ``python -m livertumor export``) writes::
-
-    out_dir/{train,test}/images/<case>_<slice>.jpg   to_nchan image, 8-bit RGB (JPEG q 90)
-    out_dir/{train,test}/masks/<case>_<slice>.png    labels 0/1/2 as pixel values (mode L)
-    out_dir/manifest.csv        one row per slice: case_id, split, slice_index, image, mask,
-                                liver_pixels, tumor_pixels (paths relative to out_dir)
-    out_dir/cases.csv           every case found: its split, or its status and the reason it
-                                was skipped (naming the file)
-    out_dir/preprocessing.json  the one definition of the preprocessing (see below)
-    out_dir/.export/            bookkeeping: settings.json, survey/case-<id>.json,
-                                case-<id>.json (completion records), lock
-
-File names are ``<case id, 4 digits>_<slice index, 4 digits>`` (``0003_0042.jpg``), so they
-sort by case, then from the feet up: slice 0 is the most inferior of the canonical
-``('P', 'L', 'S')`` array (:mod:`livertumor.data.volumes`), and slices 0, every, 2 * every, ... are
-exported. Images and masks are the radiological axial view: anterior at the top, the patient's
-right (the liver) on the image's left, whatever the files' stored orientation.
-
-How it works
-------------
-1. **Survey** (parallel over the cases :func:`~livertumor.data.cases.find_cases` calls ``ok``): the
-   mask is checked (same world grid as the volume, labels 0/1/2) and its largest label gives
-   tumor presence; the volume is read (every slice when a read can still fail: compressed,
-   float or scaled data, where NaN voxels and truncated ``.gz`` streams show) and the
-   histogram of the integer HU values of its *exported* slices is counted. A case failing
-   here is listed as ``bad`` with the reason and takes no part in the split. Results are
-   cached in ``.export/survey/``, so a resumed export does not read them again.
-2. **Split by patient** over the surveyed cases, stratified by tumor presence
-   (:func:`split_cases`).
-3. **Histogram breaks** from the pooled histograms of the TRAINING cases only:
-   ``freqhist_bins`` of every pixel of every exported training slice, HU rounded to integers,
-   computed exactly from the counts (:func:`livertumor.data.windowing.freqhist_bins_from_counts`);
-   stored in preprocessing.json. No test pixel influences them.
-4. **Export** (parallel over cases): per case the volume and mask are opened once (``.nii``
-   memory-mapped; ``.nii.gz`` read slab by slab into one array of the stored dtype; each is
-   decompressed once in the survey and once here), and each exported slice
-   goes through :func:`livertumor.data.preprocessing.slice_channels` (to_nchan at full resolution,
-   per-channel bilinear resize, x 255 truncated to uint8; computed here through a lookup
-   table over the stored integer values, which gives the same bytes, see
-   :class:`_SliceImager`), JPEG quality 90; the mask slice is resized with nearest neighbour
-   and saved as PNG. A case's files are written under temporary names (``.<name>.part``),
-   flushed to disk (``os.sync``), renamed into place, and only then is its completion record
-   ``.export/case-<id>.json`` (its manifest rows and file sizes) written: nothing
-   half-written ever carries a final name, even after a power loss. A case that fails here
-   (its files changed since the survey) is listed as ``bad``; the others keep their split.
-5. manifest.csv, cases.csv and preprocessing.json are written last, from the records sorted
-   by case and slice: byte-identical whatever the number of workers.
-
-Resuming: the same call again skips the cases whose record exists and whose files all have
-the recorded sizes, removes leftover ``.part`` files, and ends with the same files as an
-uninterrupted run. The arguments and a fingerprint of the data
-(:func:`livertumor.data.cases.data_fingerprint`) are saved in ``.export/settings.json`` before
-anything else; a call with other arguments or changed data is refused with a message saying
-what differs (``overwrite=True`` starts again). A lock file keeps two exports from writing
-into one folder at once.
-
-Sharded export
---------------
-``shard="I/N"`` (``--shard I/N``) exports only the cases :func:`shard_plan` gives shard I
-(balanced by voxels, the same plan on every machine), so N processes or machines can fill one
-``out_dir`` on a shared file system side by side, each with its own lock
-(``.export/lock-shard-I-of-N``). The patient split and the histogram breaks need every case's
-survey: a shard surveys its own cases first, then the ones whose survey no other shard has
-cached yet, so every shard computes the same split and breaks on its own, whether the shards
-run together or one after another. A finished shard leaves its part of cases.csv in
-``.export/shard-I-of-N.json``; the last one to finish merges (:func:`merge_export`, also
-``--merge OUT_DIR``), and the folder is byte-identical to the same export run on one machine
-(tested). A shard resumes like an export.
-
-Memory: one case per worker; per worker about one volume's stored (int16) size plus its
-uint8 mask, never a float copy of a volume (float32 only per slice). Measured on 512 x 512 x
-300 int16 cases (``benchmarks/export_speed.py``): peak RSS 1.15x the volume's int16 size for
-``.nii``, 1.6x for ``.nii.gz``.
+The survey of every case, the split by patient, the histogram breaks from the training cases,
+the parallel export of the slices, resuming after an interruption, and sharded export over
+several processes or machines. ``docs/export.md`` describes what is written, how each pass
+works, resuming, sharded export and the memory used.
 """
 
 from __future__ import annotations
@@ -633,7 +564,8 @@ def _remove_export(out_dir: Path) -> None:
 
 
 def _prepare_out_dir(out_dir: Path, params: dict, overwrite: bool) -> None:
-    """Check ``out_dir`` against the saved settings; start, resume or refuse (see module doc).
+    """Check ``out_dir`` against the saved settings; start, resume or refuse
+    (``docs/export.md``, Resuming).
 
     Call with the lock held.
     """
@@ -924,7 +856,7 @@ def export_slices(
 ) -> ExportResult:
     """Export every ``every``-th axial slice of a LiTS folder as JPEG images and PNG masks.
 
-    See the module docstring for the folder layout, the passes and the guarantees.
+    ``docs/export.md`` describes the folder layout, the passes and the guarantees.
 
     Parameters
     ----------
@@ -945,8 +877,8 @@ def export_slices(
         again, instead of resuming it or refusing other arguments.
     shard : ``"I/N"`` or ``(I, N)``, optional
         Export only the cases of shard I of N (0 <= I < N; :func:`shard_plan`), so that N
-        processes or machines fill one shared ``out_dir`` side by side. See "Sharded export"
-        in the module docstring. Not with ``overwrite``.
+        processes or machines fill one shared ``out_dir`` side by side (see "Sharded export"
+        in ``docs/export.md``). Not with ``overwrite``.
 
     Returns
     -------
