@@ -4,15 +4,18 @@ export's final files (:func:`merge_export`)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_bytes
 from ..errors import LiverTumorError
 from .outputs import _manifest, _write_outputs
 from .result import CASES_COLUMNS, ExportResult, load_export
-from .state import STATE_DIR, _describe_change, _export_lock, _read_json
+from .state import STATE_DIR, ExportLocked, _describe_change, _export_lock, _read_json
 
 
 class ShardsMissing(LiverTumorError):
@@ -79,8 +82,32 @@ def shard_plan(cases: pd.DataFrame, count: int) -> dict[int, int]:
     return plan
 
 
-def _shard_file_name(index: int, count: int) -> str:
-    return f"shard-{index}-of-{count}.json"
+def _shard_record(out_dir: Path, index: int, count: int) -> Path:
+    """Where shard I of N leaves its record when it has finished: ``.export/shard-I-of-N.json``
+    (:func:`_write_shard_record`)."""
+    return out_dir / STATE_DIR / f"shard-{index}-of-{count}.json"
+
+
+def _write_shard_record(out_dir: Path, index: int, count: int, params: dict, prep: dict,
+                        table: pd.DataFrame) -> None:
+    """Write the record of a finished shard (:func:`_shard_record`): its settings
+    (``params``, as in settings.json), the preprocessing it computed and its rows of
+    cases.csv (``table``). :func:`merge_export` reads it."""
+    write_bytes(_shard_record(out_dir, index, count), json.dumps({
+        "shard": index, "of": count, "params": params, "preprocessing": prep,
+        "cases": json.loads(table.to_json(orient="records")),
+    }).encode(), durable=True)
+
+
+def _merge_if_last(out_dir: Path) -> bool:
+    """Merge the shards if every one has finished; True when this call merged.
+
+    When two shards finish together, one merges, the other sees the merge lock held and leaves
+    it to that one (both would write the same bytes)."""
+    with contextlib.suppress(ShardsMissing, ExportLocked):
+        merge_export(out_dir)
+        return True
+    return False
 
 
 def merge_export(out_dir: str | Path) -> ExportResult:
