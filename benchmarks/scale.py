@@ -129,7 +129,7 @@ def export_setup(data_dir: Path, work: Path, shards: int) -> dict:
     if any(p.returncode for p in procs):
         raise SystemExit(f"export with {shards} shards failed:\n" + "\n".join(outs))
     from livertumor.data.cases import find_cases
-    from livertumor.export.pipeline import load_export, shard_plan, tree_digest
+    from livertumor.export import load_export, shard_plan, tree_digest
 
     manifest = load_export(out).manifest
     slices = len(manifest)

@@ -23,14 +23,9 @@ from livertumor import LiverTumorError, NiftiVolume, freqhist_bins, read_mask, r
 from livertumor.data.preprocessing import jpeg_bytes, slice_channels
 from livertumor.data.volumes import canonical_affine_for, reorient_image
 from livertumor.demo.generator import make_demo_dataset
-from livertumor.export.pipeline import (
-    MANIFEST_COLUMNS,
-    _SliceImager,
-    export_slices,
-    load_export,
-    split_cases,
-    tree_digest,
-)
+from livertumor.export import export_slices, load_export, split_cases, tree_digest
+from livertumor.export.result import MANIFEST_COLUMNS
+from livertumor.export.slice_files import _SliceImager
 
 from conftest import anatomy, write_case
 
@@ -55,9 +50,11 @@ def run_killed(demo_dir, out, die_in: str, on_call: int) -> int:
     """Run the export in a subprocess that SIGKILLs itself in the ``on_call``-th call of
     ``_survey_case`` or of ``_flush_to_disk`` (after a case's files are written under their
     temporary names, before they are renamed). The hook lives here, not in the library."""
+    owner = {"_survey_case": "pipeline", "_flush_to_disk": "slice_files"}[die_in]
     code = f"""
 import os, signal, sys
-import livertumor.export.pipeline as E
+import livertumor.export.{owner} as E
+from livertumor.export import export_slices
 calls = 0
 def hook(original):
     def wrapped(*args):
@@ -68,7 +65,7 @@ def hook(original):
         return original(*args)
     return wrapped
 E.{die_in} = hook(E.{die_in})
-E.export_slices(sys.argv[1], sys.argv[2], workers=1, **{ARGS!r})
+export_slices(sys.argv[1], sys.argv[2], workers=1, **{ARGS!r})
 """
     proc = subprocess.run([sys.executable, "-c", code, str(demo_dir), str(out)], timeout=120)
     return proc.returncode

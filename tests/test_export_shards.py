@@ -14,14 +14,8 @@ import pytest
 from livertumor import LiverTumorError, find_cases
 from livertumor.demo.faults import write_broken_examples
 from livertumor.demo.generator import make_demo_dataset
-from livertumor.export.pipeline import (
-    ShardsMissing,
-    export_slices,
-    merge_export,
-    parse_shard,
-    shard_plan,
-    tree_digest,
-)
+from livertumor.export import export_slices, merge_export, parse_shard, shard_plan, tree_digest
+from livertumor.export.shards import ShardsMissing
 
 ARGS = dict(every=2, size=48, test_fraction=0.25, seed=3, progress=False)
 

@@ -1,0 +1,72 @@
+"""The survey of one case, run in the worker processes (module-level, so that it pickles): the
+mask is checked against the volume, its largest label gives tumor presence, and the integer HU
+values of the exported slices are counted (``docs/export.md``, pass 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.volumes import NiftiVolume
+from ..errors import LiverTumorError
+from .stored_values import _hu_of_codes, _lut_dtype, _read_labels, _stored_canonical
+
+_HU_RANGE = (-32768, 32767)  # the survey's HU histogram range (int16)
+
+
+def _pool_rounded(hu: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Histogram of HU values rounded to integers (clipped to int16): (values, counts)."""
+    rounded = np.clip(np.rint(hu), *_HU_RANGE).astype(np.int64)
+    values, inverse = np.unique(rounded, return_inverse=True)
+    pooled = np.zeros(values.size, np.int64)
+    np.add.at(pooled, inverse.reshape(-1), counts)
+    return values, pooled
+
+
+def _hu_histogram(vol: NiftiVolume, stored: np.ndarray, every: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Histogram of the integer HU values of slices 0, every, 2 * every, ... of a volume.
+
+    ``stored`` is :func:`_stored_canonical` of ``vol``. 8/16-bit integer data: a bincount of
+    the stored codes per exported slice, mapped to HU once per distinct code. Other data
+    (float, int32): slice by slice in float32; float data is read slice by slice in full, so
+    that NaN or infinite voxels anywhere raise ``NiftiReadError``.
+
+    Returns
+    -------
+    (values, counts): int64 arrays, values increasing (HU rounded, within int16)
+    """
+    n_slices = stored.shape[2]
+    if _lut_dtype(stored.dtype):
+        lo, hi = (int(v) for v in (np.iinfo(stored.dtype).min, np.iinfo(stored.dtype).max))
+        counts = np.zeros(hi - lo + 1, np.int64)
+        for k in range(0, n_slices, every):
+            codes = stored[:, :, k].astype(np.int32).reshape(-1)
+            if lo:
+                codes -= lo
+            counts += np.bincount(codes, minlength=counts.size)
+        present = np.flatnonzero(counts)
+        return _pool_rounded(_hu_of_codes(vol, present + lo), counts[present])
+    offset = -_HU_RANGE[0]
+    counts = np.zeros(_HU_RANGE[1] - _HU_RANGE[0] + 1, np.int64)
+    step = 1 if np.issubdtype(stored.dtype, np.floating) else every
+    for k in range(0, n_slices, step):
+        hu = _hu_of_codes(vol, stored[:, :, k])  # as hu_slice(k); raises on NaN / infinite
+        if k % every == 0:
+            idx = np.clip(np.rint(hu), *_HU_RANGE).astype(np.int64).reshape(-1) + offset
+            counts += np.bincount(idx, minlength=counts.size)
+    present = np.flatnonzero(counts)
+    return present - offset, counts[present]
+
+
+def _survey_case(job: tuple) -> dict:
+    """Check one case and count its HU histogram; never raises on bad data."""
+    case_id, volume_path, mask_path, every = job
+    try:
+        vol = NiftiVolume(volume_path)
+        _, top_label = _read_labels(mask_path, vol.geometry)  # the mask is not kept
+        values, counts = _hu_histogram(vol, _stored_canonical(vol), every)
+    except LiverTumorError as err:
+        return {"case_id": case_id, "ok": False, "reason": str(err)}
+    return {"case_id": case_id, "ok": True, "has_tumor": top_label == 2,
+            "n_slices": int(vol.geometry.canonical_shape[2]),
+            "hist_values": values.tolist(), "hist_counts": counts.tolist()}
