@@ -122,7 +122,7 @@ def _status_bytes(field: str) -> int:
 
 def child(mode: str, data_dir: str, out: str) -> None:
     """One measured export in this (fresh) process; prints a JSON line."""
-    from livertumor.export.pipeline import export_slices
+    from livertumor.export import export_slices
 
     baseline = _status_bytes("VmRSS")  # after all imports
     t0 = time.perf_counter()

@@ -149,7 +149,7 @@ def main() -> None:
     print(f"host: {cores} CPU cores available; {socket.gethostname()}")
 
     from livertumor.demo.generator import make_demo_dataset
-    from livertumor.export.pipeline import export_slices
+    from livertumor.export import export_slices
 
     with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
         work = Path(tmp)

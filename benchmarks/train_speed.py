@@ -89,7 +89,7 @@ def pipeline_child(steps: int) -> None:
     import tensorflow as tf
 
     from livertumor.demo.generator import make_demo_dataset
-    from livertumor.export.pipeline import export_slices
+    from livertumor.export import export_slices
     from livertumor.training.dataset import load_manifest, make_dataset
     from livertumor.training.losses import DiceCrossEntropy
     from livertumor.training.metrics import segmentation_metrics

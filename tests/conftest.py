@@ -53,7 +53,7 @@ def case_arrays():
 def export_dir(tmp_path_factory):
     """A small export (five 64-pixel demo cases, every 2nd slice) to train on."""
     from livertumor.demo.generator import make_demo_dataset
-    from livertumor.export.pipeline import export_slices
+    from livertumor.export import export_slices
 
     root = tmp_path_factory.mktemp("export")
     make_demo_dataset(root / "raw", n_cases=5, seed=0, size=64, progress=False)
