@@ -1,91 +1,12 @@
 """LiTS scoring of whole volumes: overlap, volume and surface metrics, lesion detection, burden.
 
-Every function takes *canonical* label arrays (``volumes.read_mask``: shape (rows, columns,
+Every function takes canonical label arrays (``volumes.read_mask``: shape (rows, columns,
 slices), 0 background, 1 liver, 2 tumor) and the voxel spacing in mm along the same three
-axes (``Geometry.spacing``). As in the LiTS scoring program, **liver is every label >= 1**
-(liver and tumor together) and **tumor is label 2**.
-
-Definitions (P = predicted voxels, R = reference voxels, one structure)
-------------------------------------------------------------------------
-``dice``  2 |P ∩ R| / (|P| + |R|)
-``iou``   |P ∩ R| / |P ∪ R|  (the Jaccard index)
-``voe``   1 - iou  (volumetric overlap error)
-``rvd``   (|P| - |R|) / |R|  (relative volume difference; positive = over-segmentation)
-
-Surfaces: S(X) = X minus its binary erosion with
-``scipy.ndimage.generate_binary_structure(3, connectivity)`` (voxels outside the array count
-as background). ``connectivity=1`` (face neighbours, the default) is what MedPy's
-``binary.assd`` / ``hd95`` and MONAI default to; ``connectivity=2`` (18-neighbourhood) is what
-the LiTS program's ``Surface`` class used for ASSD, RMSD and MSD (its 2017 notebook took the
-MSD from MedPy's ``hd`` at connectivity 1 instead). d(x, S) is the Euclidean distance in mm from the
-centre of voxel x to the nearest voxel centre of S (``distance_transform_edt`` with
-``sampling=spacing``). With D_PR = {d(x, S(R)) : x in S(P)} and D_RP = {d(y, S(P)) : y in S(R)}:
-
-``assd``  (sum D_PR + sum D_RP) / (|S(P)| + |S(R)|): the mean of the *pooled* distances, as
-          the LiTS ``Surface.get_average_symmetric_surface_distance``, the project issue and
-          MedPy 0.5.2's ``assd`` (``numpy.concatenate([...]).mean()``) define it.
-          ``assd_mode="mean_of_directed"`` gives (mean D_PR + mean D_RP) / 2 instead, the
-          ``assd`` of MedPy 0.4.0 and earlier (``numpy.mean((asd(result, reference),
-          asd(reference, result)))``); the two differ when |S(P)| != |S(R)|. (MedPy 0.5.0's
-          ``numpy.mean((D_PR, D_RP))`` is only defined when the two counts are equal.)
-``rmsd``  sqrt((sum D_PR² + sum D_RP²) / (|S(P)| + |S(R)|))  (LiTS root-mean-square SSD)
-``hd95``  95th percentile (numpy's default linear interpolation) of the pooled distances
-          D_PR ∪ D_RP, as MedPy's ``hd95``. (MONAI's ``compute_hausdorff_distance`` takes the
-          larger of the two directed 95th percentiles instead.)
-``msd``   max(max D_PR, max D_RP): maximum symmetric surface distance = Hausdorff distance.
-
-Empty masks (one structure of one case; never an exception)
------------------------------------------------------------
-=====================  ======  =====  =====  ======  ===================================
-case                   dice    iou    voe    rvd     assd, rmsd, hd95, msd
-=====================  ======  =====  =====  ======  ===================================
-both empty             1.0     1.0    0.0    0.0     0.0
-R empty, P not         0.0     0.0    1.0    NaN     NaN
-P empty, R not         0.0     0.0    1.0    -1.0    NaN
-=====================  ======  =====  =====  ======  ===================================
-
-NaN means *undefined* (there is no surface to measure to, or nothing to divide by); it is not
-a score. :func:`aggregate_scores` leaves NaN out of every mean and reports how many cases it
-left out (``*_n_undefined``), so a missed or hallucinated tumor shows in the Dice (0) and the
-counts, not as a silent average. The LiTS program differed here: for lesion-wise scores it set
-RVD and the surface metrics to ``LARGE = 9001`` when a mask was empty, and the 2017 evaluation
-notebook set ASSD and MSD to 0. The per-case tumor Dice of 1.0 when both are empty is LiTS's;
-the program scored the *liver* Dice 0 whenever either map lacked label 1, which differs from
-the table only for a case without liver in the reference (none in LiTS).
-
-Sources checked (public repositories; cited, not copied)
---------------------------------------------------------
-* MedPy, ``loli/medpy`` ``medpy/metric/binary.py``: ``__surface_distances`` (mask XOR its
-  erosion, ``distance_transform_edt(~reference_border, sampling=voxelspacing)`` read at the
-  result border), ``hd`` (max of the directed maxima), ``hd95``
-  (``numpy.percentile(numpy.hstack((hd1, hd2)), 95)``), ``ravd``
-  (``(vol1 - vol2) / float(vol2)`` with ``vol1 = |result|``), ``dc`` (1.0 when both empty);
-  ``assd`` as read in the PyPI sdists of MedPy 0.4.0, 0.5.0 and 0.5.2 (see above). Our
-  values agree with MedPy 0.5.2's ``dc``, ``jc``, ``ravd(pred, ref)``, ``assd``, ``hd``,
-  ``hd95`` and ``asd`` on random masks, for connectivity 1 and 2 (checked by hand, not in
-  the test suite, which does not depend on MedPy).
-* LiTS, ``PatrickChrist/LITS-CHALLENGE`` ``surface.py`` (18-neighbourhood contour, pooled
-  ASSD, MSD) and ``evaluation_notebook.ipynb``; the scoring program
-  ``PatrickChrist/lits-challenge-scoring`` ``program/evaluate.py``,
-  ``program/helpers/calc_metric.py``; and its later version used for the benchmark paper,
-  ``veugene/lits-challenge-scoring`` ``program/evaluate.py``, ``program/helpers/calc_metric.py``
-  (``detect_lesions``, ``compute_tumor_burden``, global Dice) and
-  ``program/helpers/binary_morphology.py``.
-
-RVD sign: this module returns (|P| - |R|) / |R|, which is what current MedPy's
-``ravd(result=prediction, reference=reference)`` returns. The LiTS program called
-``metric.ravd(r, p)`` (reference first) against MedPy 0.2.2, whose argument order was the
-reverse of today's (project FACTS.md, "How LiTS scores"; the 0.2.2 source itself was not at
-hand to check), so it reported the same quantity; calling today's MedPy the LiTS way gives
-(|R| - |P|) / |P| instead. We follow the formula, not a call order.
-
-Speed and memory: every structure is cropped to the bounding box of both masks plus a
-one-voxel margin before erosion and distance transforms, so a 512 x 512 x 300 case costs what
-its liver box costs; the transforms keep only nearest-voxel indices (int32) and distances are
-evaluated at surface voxels, so no float64 field is made, not even of the box. On a
-512 x 512 x 300 pair with a 1.5 L liver this takes about 1 s and 120 MiB above the inputs,
-against 25 s and 4 GiB for a full-volume MedPy-style computation of the liver distances alone
-(``benchmarks/scoring_speed.py``, 2-core CPU machine).
+axes (``Geometry.spacing``); liver is every label >= 1, tumor is label 2, as in the LiTS
+scoring program. The definitions (Dice, IoU, VOE, RVD; surfaces, pooled ASSD, RMSD, HD95,
+MSD), what every metric returns when a mask is empty (NaN = undefined, never an exception),
+the RVD sign, the public sources checked and the speed and memory figures are in
+``docs/scoring.md``.
 """
 
 from __future__ import annotations
@@ -305,9 +226,9 @@ def binary_scores(
     spacing : sequence of 3 float
         Voxel size in mm along the three axes.
     connectivity : {1, 2, 3}, default 1
-        Surface definition (see the module docstring); LiTS used 2.
+        Surface definition (see ``docs/scoring.md``); LiTS used 2.
     assd_mode : {"pooled", "mean_of_directed"}, default "pooled"
-        "pooled": mean of all distances of both directions (LiTS, the issue, MedPy 0.5.2);
+        "pooled": mean of all distances of both directions (LiTS, MedPy 0.5.2);
         "mean_of_directed": mean of the two directed means (MedPy <= 0.4.0 ``assd``).
 
     Returns
@@ -316,7 +237,7 @@ def binary_scores(
         ``dice``, ``iou``, ``voe``, ``rvd`` (floats, unitless), ``assd``, ``rmsd``, ``hd95``,
         ``msd`` (floats, mm), ``intersection``, ``pred_voxels``, ``ref_voxels``,
         ``pred_surface_voxels``, ``ref_surface_voxels`` (ints). Empty masks follow the table
-        in the module docstring (NaN = undefined).
+        in ``docs/scoring.md`` (NaN = undefined).
 
     Examples
     --------
@@ -410,7 +331,7 @@ def lits_scores(
         ``lesion_tp``, ``lesion_fp``, ``lesion_fn``, ``lesion_n_reference``,
         ``lesion_n_predicted``, ``lesion_merge_errors``, ``lesion_split_errors`` (LiTS rule,
         face-connected lesions, ``iou_threshold``), and ``connectivity``, ``assd_mode``,
-        ``voxel_volume_ml``. Empty structures follow the module docstring's table.
+        ``voxel_volume_ml``. Empty structures follow the table in ``docs/scoring.md``.
 
     Raises
     ------
