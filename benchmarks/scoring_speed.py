@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from livertumor.evaluation.scoring import detect_lesions, lits_scores
+from livertumor.evaluation import detect_lesions, lits_scores
 
 SHAPE = (512, 512, 300)
 SPACING = (0.75, 0.75, 1.0)

@@ -13,18 +13,20 @@ from scipy import ndimage
 
 from livertumor import GridMismatchError, LabelError
 from livertumor.data.volumes import canonical_affine_for, reorient_image
-from livertumor.evaluation import scoring
-from livertumor.evaluation.scoring import (
-    aggregate_detection,
-    aggregate_scores,
-    binary_scores,
-    detect_lesions,
-    lits_scores,
-    mean_slice_scores,
-    score_files,
-    slice_scores,
-    surface_distances,
+from livertumor.evaluation import (
+    aggregate,
+    inputs,
+    lesions,
+    overlap,
+    per_case,
+    per_slice,
+    surfaces,
 )
+from livertumor.evaluation.aggregate import aggregate_scores
+from livertumor.evaluation.lesions import aggregate_detection, detect_lesions
+from livertumor.evaluation.per_case import binary_scores, lits_scores, score_files
+from livertumor.evaluation.per_slice import mean_slice_scores, slice_scores
+from livertumor.evaluation.surfaces import surface_distances
 
 SP = (0.7, 0.7, 2.5)  # mm along (rows, columns, slices): anisotropic, as in LiTS CT
 SURFACE_KEYS = ("assd", "rmsd", "hd95", "msd")
@@ -215,7 +217,7 @@ def test_transposing_both_maps_with_the_spacing_permuted_keeps_every_distance(pe
     spacing = tuple(SP[i] for i in perm)
     got = lits_scores(a.transpose(perm), b.transpose(perm), spacing, 2)
     for s in ("liver", "tumor"):
-        for k in (*scoring.SEGMENTATION_METRICS, "pred_ml", "ref_ml"):
+        for k in (*per_case.SEGMENTATION_METRICS, "pred_ml", "ref_ml"):
             assert got[f"{s}_{k}"] == pytest.approx(want[f"{s}_{k}"], rel=1e-12), (s, k)
 
 
@@ -515,8 +517,9 @@ def test_score_files_names_the_file_with_bad_labels(tmp_path):
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(scoring, extraglobs={"np": np})
-    assert result.attempted > 0 and result.failed == 0
+    for module in (inputs, overlap, surfaces, lesions, per_case, aggregate, per_slice):
+        result = doctest.testmod(module, extraglobs={"np": np})
+        assert result.attempted > 0 and result.failed == 0, module.__name__
 
 
 def test_score_cli_prints_the_table_and_rejects_a_non_mask(tmp_path):

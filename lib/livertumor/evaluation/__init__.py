@@ -1,6 +1,9 @@
-"""Evaluation: LiTS scores (:mod:`.scoring`), models on the held-out test patients
+"""Evaluation: LiTS scores of whole volumes (:mod:`.overlap`, :mod:`.surfaces`, :mod:`.lesions`,
+one case in :mod:`.per_case`, a data set in :mod:`.aggregate`, per slice in :mod:`.per_slice`;
+definitions and empty-mask rules in ``docs/scoring.md``), models on the held-out test patients
 (:mod:`.held_out`: predictions, Table 1, ROC) and the clinician's report (:mod:`.report`)."""
 
+from .aggregate import aggregate_scores
 from .held_out import (
     EvaluationResult,
     evaluate,
@@ -13,19 +16,13 @@ from .held_out import (
     save_run_tables,
     table1,
 )
-from .scoring import (
-    aggregate_detection,
-    aggregate_scores,
-    detect_lesions,
-    lits_scores,
-    mean_slice_scores,
-    score_files,
-    slice_scores,
-)
+from .lesions import LITS_LESION_CONNECTIVITY, aggregate_detection, detect_lesions
+from .per_case import lits_scores, score_files
+from .per_slice import mean_slice_scores, slice_scores
 
 __all__ = [
-    "EvaluationResult", "aggregate_detection", "aggregate_scores", "detect_lesions", "evaluate",
-    "example_slices", "lits_scores", "load_test_cases", "mean_slice_scores", "metric_glossary",
-    "postprocess_effect", "report_reference", "save_result", "save_run_tables", "score_files",
-    "slice_scores", "table1",
+    "LITS_LESION_CONNECTIVITY", "EvaluationResult", "aggregate_detection", "aggregate_scores",
+    "detect_lesions", "evaluate", "example_slices", "lits_scores", "load_test_cases",
+    "mean_slice_scores", "metric_glossary", "postprocess_effect", "report_reference",
+    "save_result", "save_run_tables", "score_files", "slice_scores", "table1",
 ]

@@ -3,7 +3,7 @@
 For every test case: segment the whole volume (:func:`livertumor.inference.predict.predict_volume`),
 write the prediction as NIfTI on the case's own grid, and score it against the reference:
 
-- LiTS per-case metrics (:func:`livertumor.evaluation.scoring.lits_scores`), lesion detection and
+- LiTS per-case metrics (:func:`livertumor.evaluation.per_case.lits_scores`), lesion detection and
   tumor burden;
 - per-slice Dice and IoU (the report's "mean Dice / mean IoU"; see :data:`SLICE_RULE`);
 - pixel-level ROC curves for liver and tumor from the predicted probabilities, accumulated
@@ -23,7 +23,9 @@ import pandas as pd
 
 from ..atomic import atomic_path, write_json
 from ..data.volumes import NiftiVolume, read_mask, write_like
-from .scoring import aggregate_scores, lits_scores, mean_slice_scores, slice_scores
+from .aggregate import aggregate_scores
+from .per_case import lits_scores
+from .per_slice import mean_slice_scores, slice_scores
 
 SLICE_RULE = (
     "per-slice means: every axial slice of every test volume at its original resolution; "

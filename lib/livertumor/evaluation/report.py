@@ -3,7 +3,7 @@
 For each case: liver volume (mL), number of tumors, each tumor's volume (mL) and largest
 axial diameter (mm), tumor burden (tumor volume / liver volume, %), predicted by the model and
 from the reference segmentation side by side, and key slices with the predicted (solid) and
-reference (dashed) contours. Every number comes from :mod:`.scoring`, the same code that
+reference (dashed) contours. Every number comes from :mod:`.lesions`, the same code that
 computes the evaluation metrics, so the report and the metrics cannot disagree.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import write_text
-from .scoring import detect_lesions
+from .lesions import detect_lesions
 
 LIMITATIONS = (
     "This report was produced automatically by a research model, not by a physician, and is "
