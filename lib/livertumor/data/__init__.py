@@ -7,6 +7,7 @@ slice preprocessing shared by export and inference.
   ``to_nchan``, ``save_jpg``
 - :mod:`.preprocessing`: one HU slice -> the uint8 model-input image
 - :mod:`.slices`: which axial slices of a label map to show
+- :mod:`.roi`: the liver's box for the cascade's tumor stage (``liver_box``, ``crop``, ``paste``)
 """
 
 from .cases import case_statistics, data_fingerprint, find_cases, select_case, summarize_cases

@@ -180,7 +180,7 @@ class PredictionViewer:
     The three panels are one RGB image (one ``ipywidgets.Image``): the windowed CT alone, the
     CT with the reference labels, the CT with the predicted labels (colours of
     :data:`livertumor.viz.figures.LABEL_COLORS`). The caption gives this slice's liver and tumor
-    Dice and areas, from :func:`livertumor.evaluation.scoring.slice_scores` (computed once per
+    Dice and areas, from :func:`livertumor.evaluation.per_slice.slice_scores` (computed once per
     prediction, the first time it is shown; "–" where the structure is in neither mask).
 
     Parameters
@@ -275,7 +275,7 @@ class PredictionViewer:
 
     def slice_scores(self) -> dict[str, dict[str, np.ndarray]]:
         """Per-slice scores of the prediction shown: structure -> column -> (slices,) array
-        (columns of :func:`livertumor.evaluation.scoring.slice_scores`)."""
+        (columns of :func:`livertumor.evaluation.per_slice.slice_scores`)."""
         name = self.model.value
         if name not in self._scores:
             from ..evaluation import slice_scores
