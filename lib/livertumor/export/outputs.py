@@ -11,26 +11,35 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import write_bytes
+from ..data.preprocessing import context_offsets
 from ..data.volumes import CANONICAL_AXCODES, LABELS
 from ..data.windowing import WINDOWS, resolve_windows
 from ..errors import LiverTumorError
-from .result import CASES_COLUMNS, MANIFEST_COLUMNS
+from .result import CASES_COLUMNS, manifest_columns
 from .settings import FORMAT_VERSION, ExportSettings
 
 
 def _preprocessing(settings: ExportSettings, bins: np.ndarray, train_ids: list, n_voxels: int,
                    fingerprint: str) -> dict:
     names = [w if isinstance(w, str) else f"custom {w[0]:g}/{w[1]:g}" for w in settings.windows]
+    context = [f"{names[0]}, slice {o:+d}" for o in context_offsets(settings.context)]
+    where = " inside their liver box" if settings.roi else ""
     return {
         "format": FORMAT_VERSION,
         "windows": [list(w) for w in resolve_windows(settings.windows)],
         "window_names": names,
-        "channels": [*names, "histogram-scaled"],
+        "channels": [*names, "histogram-scaled", *context],
         "bins": [float(b) for b in bins],
         "n_bins": settings.n_bins,
         "bins_from": {"cases": sorted(train_ids), "voxels": int(n_voxels),
-                      "what": "all pixels of the exported slices of the training cases, "
+                      "what": f"all pixels of the exported slices of the training cases{where}, "
                               "HU rounded to integers"},
+        "roi": {"margin_mm": settings.roi_margin_mm, "square_mm": True,
+                "box_from": "the reference liver (export), the first stage's predicted liver "
+                            "(inference)"} if settings.roi else None,
+        "context": settings.context,
+        "context_format": "JPEG, 8-bit grey, the context channels side by side in the order "
+                          "of 'channels'" if settings.context else None,
         "size": settings.size,
         "every": settings.every,
         "orientation": "".join(CANONICAL_AXCODES),
@@ -75,10 +84,10 @@ def _csv_bytes(table: pd.DataFrame) -> bytes:
     return table.to_csv(index=False, lineterminator="\n").encode()
 
 
-def _manifest(records: dict) -> pd.DataFrame:
+def _manifest(records: dict, prep: dict) -> pd.DataFrame:
     """manifest.csv's table from completion records, sorted by case and slice."""
     return pd.DataFrame([row for cid in sorted(records) for row in records[cid]],
-                        columns=MANIFEST_COLUMNS)
+                        columns=manifest_columns(prep))
 
 
 def _write_outputs(out_dir: Path, manifest: pd.DataFrame, table: pd.DataFrame, prep: dict,

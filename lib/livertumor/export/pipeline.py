@@ -50,7 +50,8 @@ from .workers import _default_workers, _Workers
 def export_slices(data_dir: str | Path, out_dir: str | Path, every: int = 2, size: int = 256,
                   windows=("liver", "abdomen_soft"), test_fraction: float = 0.2, seed: int = 0,
                   workers: int | None = None, progress: bool = True, overwrite: bool = False,
-                  shard: str | tuple[int, int] | None = None) -> ExportResult:
+                  shard: str | tuple[int, int] | None = None, roi: bool = False,
+                  roi_margin_mm: float = 10.0, context: int = 0) -> ExportResult:
     """Export every ``every``-th axial slice of a LiTS folder as JPEG images and PNG masks.
 
     ``docs/export.md`` describes the folder layout, the passes and the guarantees.
@@ -62,8 +63,9 @@ def export_slices(data_dir: str | Path, out_dir: str | Path, every: int = 2, siz
     out_dir : str or Path
         The export folder: created; resumed when it holds an interrupted export with the same
         arguments; refused when it holds anything else.
-    every, size, windows, test_fraction, seed
-        See :class:`ExportSettings`.
+    every, size, windows, test_fraction, seed, roi, roi_margin_mm, context
+        See :class:`ExportSettings`. The same data, ``test_fraction`` and ``seed`` give the
+        same patient split with or without ``roi`` and ``context``.
     workers : int, optional
         Processes, one case each; None or 0: the CPUs this process may use. The output does
         not depend on it; memory grows with it (about one volume's int16 size per worker).
@@ -98,7 +100,8 @@ def export_slices(data_dir: str | Path, out_dir: str | Path, every: int = 2, siz
     >>> result = export_slices("data/raw/demo", "data/processed/demo", size=128)  # doctest: +SKIP
     >>> result.split_summary()  # doctest: +SKIP
     """
-    settings = ExportSettings(every, size, windows, test_fraction, seed)
+    settings = ExportSettings(every, size, windows, test_fraction, seed, roi=roi,
+                              roi_margin_mm=roi_margin_mm, context=context)
     shard_index, shard_count = _check_run_arguments(workers, shard, overwrite)
     sharded = shard is not None
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -122,7 +125,7 @@ def export_slices(data_dir: str | Path, out_dir: str | Path, every: int = 2, siz
         pool = _Workers(min(workers or _default_workers(), max(1, len(usable))))
         cancel = True
         try:
-            surveys = _survey_all(pool, out_dir, usable, own, settings.every, progress)
+            surveys = _survey_all(pool, out_dir, usable, own, settings, progress)
             good, split, prep = _split_and_breaks(surveys, status, cases, settings, fingerprint,
                                                   out_dir, data_dir)
             records, exported_now, failed = _export_cases(pool, out_dir, usable, own, good,
@@ -133,7 +136,7 @@ def export_slices(data_dir: str | Path, out_dir: str | Path, every: int = 2, siz
             if cancel:  # interrupted or failed: the workers are stopped, tidy their temp files
                 _clean_partial_files(out_dir, tidy)
 
-        manifest = _manifest(records)
+        manifest = _manifest(records, prep)
         table = _cases_table(cases[cases["case_id"].isin(own)], status, split, surveys, records)
         if not sharded:
             _write_outputs(out_dir, manifest, table, prep, data_dir)
@@ -167,8 +170,8 @@ def _check_run_arguments(workers: int | None, shard, overwrite: bool) -> tuple[i
     return shard_index, shard_count
 
 
-def _survey_all(pool: _Workers, out_dir: Path, usable: dict, own: set, every: int,
-                progress: bool) -> dict:
+def _survey_all(pool: _Workers, out_dir: Path, usable: dict, own: set,
+                settings: ExportSettings, progress: bool) -> dict:
     """Pass 1: the survey of every usable case (``usable``: case id -> its find_cases row).
 
     Read from ``.export/survey/`` where cached, else computed in the pool and cached there:
@@ -196,7 +199,8 @@ def _survey_all(pool: _Workers, out_dir: Path, usable: dict, own: set, every: in
                     surveys[cid] = cached
 
     def survey_jobs(ids):
-        return [(cid, usable[cid].volume_path, usable[cid].mask_path, every)
+        margin = settings.roi_margin_mm if settings.roi else None
+        return [(cid, usable[cid].volume_path, usable[cid].mask_path, settings.every, margin)
                 for cid in ids if cid not in surveys]
 
     cached_surveys()
@@ -272,8 +276,9 @@ def _export_cases(pool: _Workers, out_dir: Path, usable: dict, own: set, good: d
     """
     from tqdm.auto import tqdm
 
+    kinds = ("images", "masks", "context") if prep.get("context") else ("images", "masks")
     for sub in ("train", "test"):
-        for kind in ("images", "masks"):
+        for kind in kinds:
             (out_dir / sub / kind).mkdir(parents=True, exist_ok=True)
 
     records, todo = {}, []
@@ -283,9 +288,8 @@ def _export_cases(pool: _Workers, out_dir: Path, usable: dict, own: set, good: d
             records[cid] = rec["rows"]
         else:
             todo.append((cid, usable[cid].volume_path, usable[cid].mask_path,
-                         split[cid], prep, str(out_dir)))
-    n_exported = {cid: len(range(0, s["n_slices"], prep["every"]))
-                  for cid, s in good.items() if cid in own}
+                         split[cid], prep, str(out_dir), good[cid]["box"]))
+    n_exported = {cid: s["n_exported"] for cid, s in good.items() if cid in own}
     todo.sort(key=lambda job: (-n_exported[job[0]], job[0]))  # biggest first
     exported_now, failed = [], []
     with tqdm(total=sum(n_exported[j[0]] for j in todo), unit="slice",

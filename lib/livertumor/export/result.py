@@ -16,6 +16,18 @@ MANIFEST_COLUMNS = ["case_id", "split", "slice_index", "image", "mask", "liver_p
                     "tumor_pixels"]
 """Columns of ``manifest.csv``; ``liver_pixels`` counts labels 1 and 2 (liver with its
 tumors, as LiTS scores the liver), ``tumor_pixels`` label 2, both in the exported mask."""
+
+BOX_COLUMNS = ["row0", "row1", "col0", "col1"]
+"""Extra columns of a ROI export's manifest: the liver box's rows and columns in the
+canonical slice (:class:`livertumor.data.roi.Box`), the crop each image was made from."""
+
+
+def manifest_columns(prep: dict) -> list[str]:
+    """The columns of ``manifest.csv`` for an export with this preprocessing record:
+    :data:`MANIFEST_COLUMNS`, then ``context`` (the context image, when ``context`` > 0) and
+    :data:`BOX_COLUMNS` (a ROI export)."""
+    return (MANIFEST_COLUMNS + (["context"] if prep.get("context") else [])
+            + (BOX_COLUMNS if prep.get("roi") else []))
 CASES_COLUMNS = ["case_id", "split", "status", "reason", "has_tumor", "slices_exported",
                  "volume_path", "mask_path", "warnings"]
 """Columns of ``cases.csv``; ``status`` is ``ok`` (exported), ``bad`` or ``unpaired``."""

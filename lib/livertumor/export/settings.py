@@ -8,7 +8,7 @@ import numpy as np
 
 from ..data.windowing import resolve_windows
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the export's layout, saved in ``.export/settings.json`` and
 ``preprocessing.json``."""
 
@@ -34,12 +34,23 @@ class ExportSettings:
         Histogram breaks (``freqhist_bins``).
     jpeg_quality : int
         JPEG quality of the images (fastai's ``save_jpg`` uses 90).
+    roi : bool
+        Export crops of the liver's box (:func:`livertumor.data.roi.liver_box` of the
+        reference mask) instead of whole slices, only of the slices the box spans: the
+        training data of the cascade's tumor stage. The box goes into the manifest.
+    roi_margin_mm : float
+        The box's margin around the liver (mm).
+    context : int
+        Neighbouring slices per side added as channels (2.5-D input; 0: none): the first
+        window of slices ``i - context .. i - 1`` and ``i + 1 .. i + context``, stored in
+        ``{split}/context/`` (:mod:`livertumor.data.preprocessing`).
 
     Raises
     ------
     ValueError
         Unknown window name, not exactly two windows, ``every < 1``, ``size`` below 16 (but
-        not 0), ``test_fraction`` outside [0, 1).
+        not 0), ``test_fraction`` outside [0, 1), ``context`` outside 0..4, a negative
+        ``roi_margin_mm``.
     """
 
     every: int = 2
@@ -49,6 +60,9 @@ class ExportSettings:
     seed: int = 0
     n_bins: int = 100
     jpeg_quality: int = 90
+    roi: bool = False
+    roi_margin_mm: float = 10.0
+    context: int = 0
 
     def __post_init__(self):
         windows = self.windows
@@ -61,7 +75,7 @@ class ExportSettings:
         if len(windows) != 2:
             raise ValueError("the exported JPEG images are RGB: give exactly 2 windows (the "
                              f"third channel is the histogram-equalised image), got {windows}")
-        for name in ("every", "size", "seed", "n_bins", "jpeg_quality"):
+        for name in ("every", "size", "seed", "n_bins", "jpeg_quality", "context"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -76,6 +90,12 @@ class ExportSettings:
             raise ValueError(f"jpeg_quality must be in 1..95, got {self.jpeg_quality}")
         if self.n_bins < 1:
             raise ValueError(f"n_bins must be at least 1, got {self.n_bins}")
+        if not 0 <= self.context <= 4:
+            raise ValueError(f"context must be 0 to 4 slices per side, got {self.context}")
+        if not self.roi_margin_mm >= 0:
+            raise ValueError(f"roi_margin_mm must be >= 0, got {self.roi_margin_mm}")
+        object.__setattr__(self, "roi", bool(self.roi))
+        object.__setattr__(self, "roi_margin_mm", float(self.roi_margin_mm))
 
     def as_json(self) -> dict:
         """The settings as JSON-ready values (windows as names or ``[width, level]``)."""

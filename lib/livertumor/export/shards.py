@@ -164,8 +164,8 @@ def merge_export(out_dir: str | Path) -> ExportResult:
             raise LiverTumorError(f"the completion record of case {row.case_id} is missing or "
                                   "damaged; run its shard again", out_dir)
         records[int(row.case_id)] = record["rows"]
-    manifest = _manifest(records)
     prep = parts[0]["preprocessing"]
+    manifest = _manifest(records, prep)
     with _export_lock(out_dir, "lock-merge"):
         _write_outputs(out_dir, manifest, table, prep, out_dir)
     return load_export(out_dir)

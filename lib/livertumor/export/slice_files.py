@@ -14,12 +14,23 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import temporary_name, write_bytes
-from ..data.preprocessing import channels_to_uint8, jpeg_bytes, resize_mask, slice_channels
+from ..data.preprocessing import (
+    channels_to_uint8,
+    context_indices,
+    context_plane,
+    jpeg_bytes,
+    resize_mask,
+    slice_channels,
+    tile,
+)
+from ..data.roi import Box
 from ..data.volumes import NiftiVolume
 from ..data.windowing import resolve_windows, to_nchan
 from ..errors import LiverTumorError
+from .result import BOX_COLUMNS
 from .state import STATE_DIR
 from .stored_values import _hu_of_codes, _lut_dtype, _read_labels, _stored_canonical
+from .survey import exported_slices
 
 
 def slice_stem(case_id: int, slice_index: int) -> str:
@@ -51,19 +62,30 @@ class _SliceImager:
             self._lut = np.ascontiguousarray(channels.T)  # (C, codes)
             self._offset = -int(info.min)
 
-    def __call__(self, k: int) -> np.ndarray:
+    def __call__(self, k: int, plane=None, first_only: bool = False) -> np.ndarray:
+        """uint8 (size, size, C) image of slice ``k`` (``plane``: its (rows, columns) slices,
+        e.g. a liver box's), or with ``first_only`` the (size, size) plane of the first window
+        alone (a context channel, as ``preprocessing.context_plane`` makes it)."""
         stored = self._stored[:, :, k]
+        if plane is not None:
+            stored = stored[plane]
         if self._lut is None:  # hu_slice(k) of the stored values we hold
-            return slice_channels(_hu_of_codes(self._vol, stored), self._prep)
-        if self._codes is None:  # buffers reused slice after slice (fresh ones cost page faults)
+            hu = _hu_of_codes(self._vol, stored)
+            if first_only:
+                return context_plane(hu, self._prep)
+            return slice_channels(hu, self._prep)
+        luts = self._lut[:1] if first_only else self._lut
+        if self._codes is None or self._codes.shape != stored.shape:
+            # buffers reused slice after slice (fresh ones cost page faults)
             self._codes = np.empty(stored.shape, np.intp)
             self._channels = np.empty((len(self._lut),) + stored.shape, np.float32)
         np.copyto(self._codes, stored)
         if self._offset:
             self._codes += self._offset
-        for lut, out in zip(self._lut, self._channels, strict=True):
+        for lut, out in zip(luts, self._channels, strict=False):
             np.take(lut, self._codes, out=out, mode="clip")  # codes are in range: no clipping
-        return channels_to_uint8(list(self._channels), self._size)
+        image = channels_to_uint8(list(self._channels[: len(luts)]), self._size)
+        return image[..., 0] if first_only else image
 
 
 def _png_bytes(mask: np.ndarray) -> bytes:
@@ -78,34 +100,58 @@ def _flush_to_disk() -> None:
         os.sync()
 
 
+def _slice_files(case_id: int, k: int, split: str, imager: _SliceImager, mask: np.ndarray,
+                 prep: dict, box: Box | None) -> tuple[dict, list[tuple[str, bytes]]]:
+    """The manifest row of slice ``k`` and its files' (relative path, bytes)."""
+    stem = slice_stem(case_id, k)
+    plane = box.plane if box is not None else None
+    image_rel, mask_rel = f"{split}/images/{stem}.jpg", f"{split}/masks/{stem}.png"
+    labels = np.ascontiguousarray(mask[:, :, k][plane] if plane else mask[:, :, k],
+                                  dtype=np.uint8)
+    label = resize_mask(labels, prep["size"])
+    files = [(image_rel, jpeg_bytes(imager(k, plane), prep["jpeg_quality"])),
+             (mask_rel, _png_bytes(label))]
+    row = {"case_id": case_id, "split": split, "slice_index": k, "image": image_rel,
+           "mask": mask_rel, "liver_pixels": int(np.count_nonzero(label)),
+           "tumor_pixels": int(np.count_nonzero(label == 2))}
+    if prep.get("context"):
+        neighbours = context_indices(k, mask.shape[2], prep["context"])
+        planes = [imager(j, plane, first_only=True) for j in neighbours]
+        row["context"] = f"{split}/context/{stem}.jpg"
+        files.append((row["context"], jpeg_bytes(tile(planes), prep["jpeg_quality"])))
+    if box is not None:
+        row.update({key: value for key, value in box.as_dict().items()
+                    if key in BOX_COLUMNS})
+    return row, files
+
+
 def _export_case(job: tuple) -> dict:
     """Write the images and masks of one case, then its completion record.
 
-    All files are written under ``.<name>.part``, flushed, renamed; the record comes last.
-    Returns ``{"case_id", "ok", "rows"}`` or ``{"case_id", "ok": False, "reason"}``.
+    ``job``: case id, volume and mask paths, split, the preprocessing record, the export
+    folder, and the case's liver box as a dict (a ROI export) or None. All files are written
+    under ``.<name>.part``, flushed, renamed; the record comes last. Returns ``{"case_id",
+    "ok", "rows"}`` or ``{"case_id", "ok": False, "reason"}``.
     """
-    case_id, volume_path, mask_path, split, prep, out_dir = job
+    case_id, volume_path, mask_path, split, prep, out_dir, box = job
     out_dir = Path(out_dir)
+    box = Box.from_dict(box) if box else None
     staged: list[tuple[Path, Path]] = []
     rows = []
     try:
         vol = NiftiVolume(volume_path)
         imager = _SliceImager(vol, prep, _stored_canonical(vol))
         mask, _ = _read_labels(mask_path, vol.geometry)
-        for k in range(0, vol.geometry.canonical_shape[2], prep["every"]):
-            stem = slice_stem(case_id, k)
-            image_rel, mask_rel = f"{split}/images/{stem}.jpg", f"{split}/masks/{stem}.png"
-            label = resize_mask(np.ascontiguousarray(mask[:, :, k], dtype=np.uint8),
-                                prep["size"])
-            for rel, data in ((image_rel, jpeg_bytes(imager(k), prep["jpeg_quality"])),
-                              (mask_rel, _png_bytes(label))):
+        n_slices = vol.geometry.canonical_shape[2]
+        ks = [] if prep.get("roi") and box is None else exported_slices(n_slices, prep["every"],
+                                                                       box)
+        for k in ks:
+            row, files = _slice_files(case_id, k, split, imager, mask, prep, box)
+            for rel, data in files:
                 final = out_dir / rel
                 staged.append((temporary_name(final), final))
                 staged[-1][0].write_bytes(data)
-            rows.append({"case_id": case_id, "split": split, "slice_index": k,
-                         "image": image_rel, "mask": mask_rel,
-                         "liver_pixels": int(np.count_nonzero(label)),
-                         "tumor_pixels": int(np.count_nonzero(label == 2))})
+            rows.append(row)
     except LiverTumorError as err:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.roi import Box, liver_box
 from ..data.volumes import NiftiVolume
 from ..errors import LiverTumorError
 from .stored_values import _hu_of_codes, _lut_dtype, _read_labels, _stored_canonical
@@ -22,9 +23,10 @@ def _pool_rounded(hu: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.nd
     return values, pooled
 
 
-def _hu_histogram(vol: NiftiVolume, stored: np.ndarray, every: int
+def _hu_histogram(vol: NiftiVolume, stored: np.ndarray, every: int, box: Box | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Histogram of the integer HU values of slices 0, every, 2 * every, ... of a volume.
+    """Histogram of the integer HU values of slices 0, every, 2 * every, ... of a volume (with
+    ``box``: of the slices it spans, inside its rows and columns).
 
     ``stored`` is :func:`_stored_canonical` of ``vol``. 8/16-bit integer data: a bincount of
     the stored codes per exported slice, mapped to HU once per distinct code. Other data
@@ -36,11 +38,13 @@ def _hu_histogram(vol: NiftiVolume, stored: np.ndarray, every: int
     (values, counts): int64 arrays, values increasing (HU rounded, within int16)
     """
     n_slices = stored.shape[2]
+    plane = box.plane if box is not None else (slice(None), slice(None))
+    counted = set(exported_slices(n_slices, every, box))
     if _lut_dtype(stored.dtype):
         lo, hi = (int(v) for v in (np.iinfo(stored.dtype).min, np.iinfo(stored.dtype).max))
         counts = np.zeros(hi - lo + 1, np.int64)
-        for k in range(0, n_slices, every):
-            codes = stored[:, :, k].astype(np.int32).reshape(-1)
+        for k in sorted(counted):
+            codes = stored[:, :, k][plane].astype(np.int32).reshape(-1)
             if lo:
                 codes -= lo
             counts += np.bincount(codes, minlength=counts.size)
@@ -51,22 +55,41 @@ def _hu_histogram(vol: NiftiVolume, stored: np.ndarray, every: int
     step = 1 if np.issubdtype(stored.dtype, np.floating) else every
     for k in range(0, n_slices, step):
         hu = _hu_of_codes(vol, stored[:, :, k])  # as hu_slice(k); raises on NaN / infinite
-        if k % every == 0:
-            idx = np.clip(np.rint(hu), *_HU_RANGE).astype(np.int64).reshape(-1) + offset
+        if k in counted:
+            idx = np.clip(np.rint(hu[plane]), *_HU_RANGE).astype(np.int64).reshape(-1) + offset
             counts += np.bincount(idx, minlength=counts.size)
     present = np.flatnonzero(counts)
     return present - offset, counts[present]
 
 
+def exported_slices(n_slices: int, every: int, box: Box | None = None) -> list[int]:
+    """Slice indices a case exports: 0, every, 2 * every, ...; with ``box``, those it spans
+    (the count of a case is known from its survey)."""
+    return [k for k in range(0, n_slices, every) if box is None or box.contains_slice(k)]
+
+
 def _survey_case(job: tuple) -> dict:
-    """Check one case and count its HU histogram; never raises on bad data."""
-    case_id, volume_path, mask_path, every = job
+    """Check one case, find its liver box (``roi_margin_mm`` not None: a ROI export) and count
+    its HU histogram; never raises on bad data. A case without liver has no box: it keeps its
+    place in the split (the split must equal that of a whole-slice export of the same data)
+    and exports no crop."""
+    case_id, volume_path, mask_path, every, roi_margin_mm = job
+    box = None
     try:
         vol = NiftiVolume(volume_path)
-        _, top_label = _read_labels(mask_path, vol.geometry)  # the mask is not kept
-        values, counts = _hu_histogram(vol, _stored_canonical(vol), every)
+        mask, top_label = _read_labels(mask_path, vol.geometry)
+        if roi_margin_mm is not None:
+            box = liver_box(mask, vol.geometry.spacing, roi_margin_mm)
+        del mask  # not kept
+        n_slices = int(vol.geometry.canonical_shape[2])
+        if roi_margin_mm is not None and box is None:
+            values = counts = np.zeros(0, np.int64)
+        else:
+            values, counts = _hu_histogram(vol, _stored_canonical(vol), every, box)
     except LiverTumorError as err:
         return {"case_id": case_id, "ok": False, "reason": str(err)}
-    return {"case_id": case_id, "ok": True, "has_tumor": top_label == 2,
-            "n_slices": int(vol.geometry.canonical_shape[2]),
+    return {"case_id": case_id, "ok": True, "has_tumor": top_label == 2, "n_slices": n_slices,
+            "box": box.as_dict() if box is not None else None,
+            "n_exported": len(exported_slices(n_slices, every, box))
+            if roi_margin_mm is None or box is not None else 0,
             "hist_values": values.tolist(), "hist_counts": counts.tolist()}
