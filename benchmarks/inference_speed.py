@@ -39,7 +39,8 @@ def child(arch: str, mode: str, volume: str) -> None:
     import keras
 
     from livertumor.data.volumes import NiftiVolume
-    from livertumor.inference.predict import _model_inputs, predict_volume, resize_probabilities
+    from livertumor.inference.inputs import SliceInputs
+    from livertumor.inference.predict import predict_volume, resize_probabilities
     from livertumor.training.models import build_resnet50_unet, build_unet
 
     keras.utils.set_random_seed(0)
@@ -56,8 +57,9 @@ def child(arch: str, mode: str, volume: str) -> None:
     else:
         rows, cols, n = vol.geometry.canonical_shape
         labels = np.zeros((rows, cols, n), np.uint8)
+        inputs = SliceInputs(vol, prep, 128)
         for k in range(n):
-            x = _model_inputs([vol.hu_slice(k)], prep, 128)
+            x = inputs.batch([k])
             p = model.predict(x, verbose=0)
             labels[:, :, k] = resize_probabilities(p, (rows, cols))[0].argmax(-1)
     seconds = time.perf_counter() - t0

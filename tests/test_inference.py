@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from livertumor import LiverTumorError, read_mask
-from livertumor.inference.predict import largest_liver_component, segment
+from livertumor.inference import largest_liver_component, segment
 
 from conftest import anatomy, write_case
 

@@ -24,6 +24,7 @@ import pandas as pd
 from ..atomic import atomic_path, write_json
 from ..data.volumes import NiftiVolume, read_mask, write_like
 from .aggregate import aggregate_scores
+from .lesions import detect_lesions, detection_by_size
 from .per_case import lits_scores
 from .per_slice import mean_slice_scores, slice_scores
 
@@ -62,13 +63,18 @@ class EvaluationResult:
     per_slice : one row per slice and structure (:func:`slice_scores`), with case_id
     roc : columns structure, threshold, fpr, tpr
     summary : aggregate metrics (means, global Dice, detection, burden RMSE, AUCs,
-        per-slice means)
+        per-slice means, detection by lesion size)
+    lesions : one row per reference lesion and predicted component of every case
+        (:func:`detect_lesions` rows with ``case_id``)
+    detection : recall and precision by lesion size (:func:`detection_by_size`)
     """
 
     per_case: pd.DataFrame
     per_slice: pd.DataFrame
     roc: pd.DataFrame
     summary: dict = field(default_factory=dict)
+    lesions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    detection: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 class _RocAccumulator:
@@ -108,53 +114,60 @@ class _RocAccumulator:
 
 
 def evaluate(
-    model_dir: str | Path,
+    model_dir,
     cases: pd.DataFrame,
     out_dir: str | Path,
     batch_size: int = 16,
-    postprocess: bool = False,
+    postprocess=None,
     connectivity: int = 1,
     progress: bool = True,
+    tta: bool = False,
 ) -> EvaluationResult:
-    """Segment and score every case of ``cases`` with the model in ``model_dir``.
+    """Segment and score every case of ``cases`` with a model, a cascade or a predictor.
 
     Parameters
     ----------
-    model_dir : folder written by ``livertumor train``
+    model_dir : a folder written by ``livertumor train``, a cascade (a folder holding
+        ``cascade.json``, or that file), or a predictor from
+        :func:`livertumor.inference.load_predictor`
     cases : DataFrame with ``case_id``, ``volume_path``, ``mask_path`` (e.g. the test rows of
         the export's ``cases.csv``)
     out_dir : predictions go to ``out_dir/predictions/prediction-<id>.nii.gz`` (on each
         volume's own grid), tables and ``metrics.json`` to ``out_dir``
-    postprocess : keep only the largest liver component before scoring
+    postprocess : :class:`~livertumor.inference.PostProcessing` rules, True (the largest liver
+        component), or None (a cascade's own rules; none for a single model)
     connectivity : surface connectivity of the distance metrics (1 face, 2 as LiTS)
+    tta : test-time augmentation
 
     Returns
     -------
-    :class:`EvaluationResult`
+    :class:`EvaluationResult`; its ``lesions`` table has every reference lesion and predicted
+    component of every case (:func:`detect_lesions`), ``detection`` the recall and precision
+    by lesion size (:func:`detection_by_size`).
     """
     from tqdm.auto import tqdm
 
-    from ..inference import load_preprocessing, predict_volume
-    from ..training import load_model
+    from ..inference import load_predictor
 
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    out_dir = Path(out_dir)
     (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
-    prep = load_preprocessing(model_dir)
-    model = load_model(model_dir / "model.keras", compile=False)
+    predictor = (model_dir if hasattr(model_dir, "predict")
+                 else load_predictor(model_dir, postprocess, batch_size, tta))
     rocs = {"liver": _RocAccumulator(), "tumor": _RocAccumulator()}
-    case_rows, slice_tables = [], []
+    case_rows, slice_tables, lesion_tables = [], [], []
     for row in tqdm(list(cases.itertuples()), desc="test cases", unit="case",
                     disable=not progress):
         vol = NiftiVolume(row.volume_path)
         truth = read_mask(row.mask_path, like=vol.geometry)
-        seg = predict_volume(model, vol, prep, batch_size, keep_probabilities=True,
-                             postprocess=postprocess, progress=progress)
+        seg = predictor.predict(vol, keep_probabilities=True, progress=progress)
         pred_path = write_like(seg.labels, vol.geometry,
                                out_dir / "predictions" / f"prediction-{row.case_id}.nii.gz")
         scores = lits_scores(seg.labels, truth, vol.geometry.spacing, connectivity)
         case_rows.append({"case_id": int(row.case_id), "volume_path": str(row.volume_path),
                           "mask_path": str(row.mask_path), "prediction_path": str(pred_path),
                           **scores})
+        lesions = pd.DataFrame(detect_lesions(seg.labels, truth, vol.geometry.spacing)["lesions"])
+        lesion_tables.append(lesions.assign(case_id=int(row.case_id)))
         table = slice_scores(seg.labels, truth)
         table.insert(0, "case_id", int(row.case_id))
         slice_tables.append(table)
@@ -165,6 +178,7 @@ def evaluate(
 
     per_case = pd.DataFrame(case_rows)
     per_slice = pd.concat(slice_tables, ignore_index=True)
+    lesions = pd.concat(lesion_tables, ignore_index=True)
     roc_rows, summary = [], {}
     for name, acc in rocs.items():
         thresholds, fpr, tpr, auc = acc.curve()
@@ -174,21 +188,42 @@ def evaluate(
     roc = pd.concat(roc_rows, ignore_index=True)
     summary.update(aggregate_scores(per_case))
     summary.update({f"slice_{k}": v for k, v in mean_slice_scores(per_slice).items()})
+    detection = detection_by_size(lesions)
+    summary.update(_detection_summary(detection))
     summary.update({"n_cases": len(per_case), "slice_rule": SLICE_RULE,
-                    "connectivity": connectivity, "postprocess": postprocess,
-                    "model_dir": str(model_dir)})
-    result = EvaluationResult(per_case, per_slice, roc, summary)
+                    "connectivity": connectivity, "model": predictor.describe(),
+                    "model_dir": str(getattr(predictor, "source", None)
+                                     or getattr(predictor, "model_dir", ""))})
+    result = EvaluationResult(per_case, per_slice, roc, summary, lesions, detection)
     save_result(result, out_dir)
     return result
 
 
+def _detection_summary(detection: pd.DataFrame) -> dict:
+    """Flat keys of the size-class table (``lesion_recall_10_20mm`` and so on) and the recall
+    of the lesions of 10 mm and more."""
+    keys = {"< 10 mm": "lt10mm", "10-20 mm": "10_20mm", "> 20 mm": "gt20mm"}
+    out = {}
+    for name, key in keys.items():
+        row = detection.loc[name]
+        out[f"lesion_recall_{key}"] = row["recall"]
+        out[f"lesion_precision_{key}"] = row["precision"]
+        out[f"lesion_n_reference_{key}"] = int(row["reference"])
+    big = detection.loc[["10-20 mm", "> 20 mm"]].sum()
+    out["lesion_recall_ge10mm"] = big["found"] / big["reference"] if big["reference"] else None
+    return out
+
+
 def save_result(result: EvaluationResult, out_dir: str | Path) -> None:
-    """Write ``per_case.csv``, ``per_slice.csv``, ``roc.csv`` and ``metrics.json``."""
+    """Write ``per_case.csv``, ``per_slice.csv``, ``roc.csv``, ``lesions.csv``,
+    ``detection.csv`` and ``metrics.json``."""
     out_dir = Path(out_dir)
     for name, table in (("per_case", result.per_case), ("per_slice", result.per_slice),
-                        ("roc", result.roc)):
+                        ("roc", result.roc), ("lesions", result.lesions)):
         with atomic_path(out_dir / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False)
+    with atomic_path(out_dir / "detection.csv") as tmp:
+        result.detection.to_csv(tmp, index_label="size")
     write_json(out_dir / "metrics.json", result.summary, default=_json_number)
 
 
@@ -297,25 +332,44 @@ def load_test_cases(export_dir: str | Path) -> pd.DataFrame:
     return test
 
 
-def postprocess_effect(result: EvaluationResult, connectivity: int = 1) -> pd.DataFrame:
-    """Per-case liver and tumor Dice with and without largest-liver-component post-processing,
-    recomputed from the saved predictions (no new inference)."""
-    from ..inference import largest_liver_component
+def postprocess_effect(result: EvaluationResult, rules: dict | None = None,
+                       connectivity: int = 1) -> pd.DataFrame:
+    """What each post-processing rule changes, recomputed from the saved predictions (no new
+    inference): liver Dice per case, tumor Dice per case and global, lesion recall and
+    precision, one row per rule set.
 
-    rows = []
+    Parameters
+    ----------
+    result : an evaluation without post-processing (its predictions are the raw ones)
+    rules : name -> :class:`~livertumor.inference.PostProcessing`; default: none, the largest
+        liver component, tumors below 0.1 mL dropped, and both
+    """
+    from ..inference import PostProcessing, postprocess
+
+    rules = rules or {
+        "none": PostProcessing(),
+        "largest liver": PostProcessing(largest_liver=True),
+        "tumors >= 0.1 mL": PostProcessing(min_tumor_ml=0.1),
+        "both": PostProcessing(largest_liver=True, min_tumor_ml=0.1),
+    }
+    per_rule: dict[str, list] = {name: [] for name in rules}
     for row in result.per_case.itertuples():
-        vol_geometry = NiftiVolume(row.volume_path).geometry
-        truth = read_mask(row.mask_path, like=vol_geometry)
-        pred = read_mask(row.prediction_path, like=vol_geometry)
-        post = largest_liver_component(pred)
-        after = lits_scores(post, truth, vol_geometry.spacing, connectivity)
-        rows.append({
-            "case_id": row.case_id,
-            "liver Dice": row.liver_dice, "liver Dice, post-processed": after["liver_dice"],
-            "tumor Dice": row.tumor_dice, "tumor Dice, post-processed": after["tumor_dice"],
-            "false positive lesions": row.lesion_fp,
-            "false positive lesions, post-processed": after["lesion_fp"]})
-    return pd.DataFrame(rows)
+        geometry = NiftiVolume(row.volume_path).geometry
+        truth = read_mask(row.mask_path, like=geometry)
+        pred = read_mask(row.prediction_path, like=geometry)
+        for name, rule in rules.items():
+            post = postprocess(pred, geometry.spacing, rule)
+            per_rule[name].append(lits_scores(post, truth, geometry.spacing, connectivity))
+    rows = {}
+    for name, scores in per_rule.items():
+        s = aggregate_scores(pd.DataFrame(scores))
+        rows[name] = {"liver Dice per case": s["liver_dice_mean"],
+                      "tumor Dice per case": s["tumor_dice_mean"],
+                      "tumor global Dice": s["tumor_dice_global"],
+                      "lesion recall": s["lesion_recall"],
+                      "lesion precision": s["lesion_precision"],
+                      "false positive lesions": int(sum(c["lesion_fp"] for c in scores))}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def metric_glossary() -> pd.DataFrame:

@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
@@ -356,3 +357,40 @@ def aggregate_detection(per_case: Iterable[Mapping]) -> dict[str, float]:
     out["n_cases"] = n_cases
     out.update(_detection_summary(totals["tp"], totals["fp"], totals["fn"]))
     return out
+
+
+SIZE_CLASSES_MM = ((0.0, 10.0, "< 10 mm"), (10.0, 20.0, "10-20 mm"), (20.0, np.inf, "> 20 mm"))
+"""Lesion size classes by largest axial diameter, as the LiTS benchmark reports detection
+(Bilic et al. 2023): [low, high) in mm and the label."""
+
+
+def detection_by_size(lesions: pd.DataFrame) -> pd.DataFrame:
+    """Lesion recall and precision per size class, counts summed over cases.
+
+    Parameters
+    ----------
+    lesions : the ``lesions`` rows of :func:`detect_lesions` of every case (``kind``,
+        ``diameter_mm``, ``detected``), e.g. ``pandas.DataFrame`` of them concatenated.
+
+    Returns
+    -------
+    DataFrame indexed by size class (:data:`SIZE_CLASSES_MM`) and ``all``, with columns
+    ``reference`` (lesions), ``found``, ``recall`` (found / reference) by the reference
+    lesion's diameter, and ``predicted`` (components), ``true``, ``precision`` (true /
+    predicted) by the predicted component's diameter; NaN where a count is 0.
+    """
+    rows = {}
+    ref = lesions[lesions["kind"] == "reference"] if len(lesions) else lesions
+    pred = lesions[lesions["kind"] == "prediction"] if len(lesions) else lesions
+    classes = [*SIZE_CLASSES_MM, (0.0, np.inf, "all")]
+    for low, high, name in classes:
+        r = ref[(ref["diameter_mm"] >= low) & (ref["diameter_mm"] < high)] if len(ref) else ref
+        p = (pred[(pred["diameter_mm"] >= low) & (pred["diameter_mm"] < high)]
+             if len(pred) else pred)
+        n_ref, found = len(r), int(r["detected"].sum()) if len(r) else 0
+        n_pred, true = len(p), int(p["detected"].sum()) if len(p) else 0
+        rows[name] = {"reference": n_ref, "found": found,
+                      "recall": found / n_ref if n_ref else np.nan,
+                      "predicted": n_pred, "true": true,
+                      "precision": true / n_pred if n_pred else np.nan}
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -1,14 +1,32 @@
-"""Inference: a whole CT volume through a trained model, written as a label map on the
-volume's own grid."""
+"""Inference: a whole CT volume through a trained model or the two-stage cascade, written as a
+label map on the volume's own grid.
 
-from .predict import (
-    Segmentation,
+- :mod:`.inputs`: the model inputs of a volume's slices (the export's preprocessing)
+- :mod:`.predict`: ``predict_volume``, ``segment``, test-time augmentation
+- :mod:`.cascade`: ``SingleStage``, ``Cascade``, ``load_predictor``, ``write_cascade``
+- :mod:`.postprocess`: ``PostProcessing`` rules (largest liver, minimum tumor volume)
+"""
+
+from .cascade import CASCADE_FILE, Cascade, SingleStage, load_predictor, write_cascade
+from .postprocess import (
+    PostProcessing,
+    drop_small_tumors,
     largest_liver_component,
+    postprocess,
+    tumor_inside_liver,
+)
+from .predict import (
+    TTA_SCALES,
+    Segmentation,
     load_preprocessing,
     predict_volume,
     segment,
     write_probabilities,
 )
 
-__all__ = ["Segmentation", "largest_liver_component", "load_preprocessing", "predict_volume",
-           "segment", "write_probabilities"]
+__all__ = [
+    "CASCADE_FILE", "TTA_SCALES", "Cascade", "PostProcessing", "Segmentation", "SingleStage",
+    "drop_small_tumors", "largest_liver_component", "load_predictor", "load_preprocessing",
+    "postprocess", "predict_volume", "segment", "tumor_inside_liver", "write_cascade",
+    "write_probabilities",
+]

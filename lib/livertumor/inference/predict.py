@@ -1,11 +1,12 @@
-"""Whole-volume segmentation with a trained model, written back on the scan's own grid.
+"""Whole-volume prediction with one trained model, written back on the scan's own grid.
 
-``segment(model_dir, volume, out)`` reads a CT volume, turns every axial slice into the model's
-input exactly as the training slices were made (the model folder's ``preprocessing.json``:
-windows, histogram breaks, export size, JPEG round trip; then the training pipeline's resize),
-predicts in batches, resizes the class probabilities back to the original in-plane size, takes
-the argmax, and writes a uint8 label map (0 background, 1 liver, 2 tumor) with the input
-file's shape, affine, qform and sform, so it opens aligned with the scan in any viewer.
+:func:`predict_volume` turns every axial slice (or the slices of a liver box) into the model's
+input exactly as the training images were made (:mod:`.inputs`), predicts in batches (with
+``tta``, also on zoomed copies, averaged), resizes the class probabilities back to the slice's
+(or box's) size, takes the argmax and applies the post-processing rules (:mod:`.postprocess`).
+:func:`segment` does it for a model folder or a cascade (:mod:`.cascade`) and writes a uint8
+label map (0 background, 1 liver, 2 tumor) with the input file's shape, affine, qform and
+sform, so it opens aligned with the scan in any viewer.
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
+from ..data.roi import Box
 from ..data.volumes import NiftiVolume, save_atomic, write_like
 from ..errors import LiverTumorError
+from .inputs import SliceInputs, check_model_fits
+from .postprocess import PostProcessing
+from .postprocess import postprocess as apply_rules
+
+TTA_SCALES = (0.9, 1.0, 1.1)
+"""Zoom factors of test-time augmentation, within the training augmentation's +-10 %. No
+flips: the models never see mirrored anatomy (the liver is on the patient's right)."""
 
 
 @dataclass
@@ -30,11 +38,13 @@ class Segmentation:
     labels : uint8 (rows, columns, slices), 0/1/2
     probabilities : float32 (rows, columns, slices, 3) or None (``keep_probabilities=False``)
     geometry : the input file's :class:`~livertumor.data.volumes.Geometry`
+    box : the liver box the (tumor) model looked at, or None (whole slices)
     """
 
     labels: np.ndarray
     probabilities: np.ndarray | None
     geometry: object
+    box: Box | None = None
 
 
 def load_preprocessing(model_dir: str | Path) -> dict:
@@ -46,34 +56,43 @@ def load_preprocessing(model_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _model_inputs(hu_slices: list[np.ndarray], prep: dict, image_size: int) -> np.ndarray:
-    from ..data.preprocessing import slice_to_jpeg_array
-    from ..training.dataset import resize_for_model
+def rules_of(postprocess) -> PostProcessing:
+    """``postprocess`` as :class:`PostProcessing`: True means the largest liver component."""
+    if isinstance(postprocess, PostProcessing):
+        return postprocess
+    return PostProcessing(largest_liver=bool(postprocess))
 
-    arrays = [slice_to_jpeg_array(hu, prep) for hu in hu_slices]
-    return resize_for_model(np.stack(arrays), image_size)
+
+def _zoom(batch: np.ndarray, scale: float, order: int) -> np.ndarray:
+    """Zoom (B, S, S, C) images about their centre by ``scale`` (> 1 magnifies); pixels that
+    fall outside the input are 0."""
+    from scipy.ndimage import affine_transform
+
+    if scale == 1.0:
+        return batch
+    centre = (batch.shape[1] - 1) / 2
+    out = np.empty_like(batch)
+    for b in range(batch.shape[0]):
+        for c in range(batch.shape[3]):
+            out[b, :, :, c] = affine_transform(batch[b, :, :, c], [1 / scale, 1 / scale],
+                                               offset=centre - centre / scale, order=order,
+                                               mode="constant", cval=0.0)
+    return out
 
 
-def largest_liver_component(labels: np.ndarray) -> np.ndarray:
-    """Post-processing: keep the largest 3-D connected liver region (labels >= 1, face
-    connectivity) and drop everything outside it, tumor included (tumors lie in the liver).
-
-    Parameters
-    ----------
-    labels : uint8 (rows, columns, slices)
-
-    Returns
-    -------
-    uint8 labels of the same shape.
-    """
-    liver = labels >= 1
-    components, n = ndimage.label(liver)
-    if n <= 1:
-        return labels.copy()
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
-    keep = components == int(np.argmax(sizes))
-    return np.where(keep, labels, 0).astype(np.uint8)
+def predict_probabilities(model, x: np.ndarray, tta: bool = False) -> np.ndarray:
+    """Class probabilities float32 (B, S, S, 3) of a batch of model inputs; with ``tta`` the
+    mean over :data:`TTA_SCALES`, each zoomed back, weighted by where it saw the image."""
+    if not tta:
+        return np.asarray(model.predict_on_batch(x), np.float32)
+    total = np.zeros(x.shape[:3] + (3,), np.float32)
+    weight = np.zeros(x.shape[:3] + (1,), np.float32)
+    for scale in TTA_SCALES:
+        p = np.asarray(model.predict_on_batch(_zoom(x, scale, order=1)), np.float32)
+        seen = _zoom(np.ones(x.shape[:3] + (1,), np.float32), 1 / scale, order=0)
+        total += _zoom(p, 1 / scale, order=1) * seen
+        weight += seen
+    return total / np.maximum(weight, 1e-6)
 
 
 def predict_volume(
@@ -82,10 +101,12 @@ def predict_volume(
     prep: dict,
     batch_size: int = 16,
     keep_probabilities: bool = False,
-    postprocess: bool = False,
+    postprocess: PostProcessing | bool = False,
     progress: bool = True,
+    box: Box | None = None,
+    tta: bool = False,
 ) -> Segmentation:
-    """Predict every axial slice of a volume.
+    """Predict every axial slice of a volume (or, with ``box``, the box's part of its slices).
 
     Memory: the int16 volume (memory-mapped for ``.nii``), one batch of model inputs and
     outputs, and the uint8 label volume; with ``keep_probabilities`` also float32 class
@@ -93,34 +114,49 @@ def predict_volume(
 
     Parameters
     ----------
-    model : a Keras model with input (S, S, 3) and a 3-class softmax output
+    model : a Keras model with input (S, S, C) and a 3-class softmax output
     volume : path or opened :class:`NiftiVolume`
     prep : the preprocessing dict of the model (:func:`load_preprocessing`)
-    postprocess : keep only the largest liver component (:func:`largest_liver_component`)
+    postprocess : :class:`PostProcessing` rules, or True for the largest liver component
+    box : predict only inside this liver box (a model trained on a ROI export); outside it
+        the labels are 0 and the probabilities (1, 0, 0)
+    tta : test-time augmentation over :data:`TTA_SCALES` (three times the model's work)
 
     Returns
     -------
     :class:`Segmentation`
+
+    Raises
+    ------
+    LiverTumorError
+        The model's input channels differ from what ``prep`` makes.
     """
     from tqdm.auto import tqdm
 
     vol = volume if isinstance(volume, NiftiVolume) else NiftiVolume(volume)
+    check_model_fits(model, prep, vol.path)
     rows, cols, n_slices = vol.geometry.canonical_shape
-    image_size = int(model.input_shape[1])
+    inputs = SliceInputs(vol, prep, int(model.input_shape[1]), box)
+    plane = box.plane if box is not None else (slice(None), slice(None))
+    plane_shape = box.shape[:2] if box is not None else (rows, cols)
+    ks_all = range(box.slice0, box.slice1) if box is not None else range(n_slices)
     labels = np.zeros((rows, cols, n_slices), np.uint8)
-    probs = np.zeros((rows, cols, n_slices, 3), np.float32) if keep_probabilities else None
-    for start in tqdm(range(0, n_slices, batch_size), desc=vol.path.name, unit="batch",
+    probs = None
+    if keep_probabilities:
+        probs = np.zeros((rows, cols, n_slices, 3), np.float32)
+        probs[..., 0] = 1.0
+    for start in tqdm(range(0, len(ks_all), batch_size), desc=vol.path.name, unit="batch",
                       disable=not progress, leave=False):
-        ks = range(start, min(start + batch_size, n_slices))
-        x = _model_inputs([vol.hu_slice(k) for k in ks], prep, image_size)
-        p = np.asarray(model.predict_on_batch(x), np.float32)
-        p_full = resize_probabilities(p, (rows, cols))
-        labels[:, :, start:start + len(ks)] = p_full.argmax(-1).astype(np.uint8).transpose(1, 2, 0)
+        ks = ks_all[start:start + batch_size]
+        p = predict_probabilities(model, inputs.batch(ks), tta)
+        p = resize_probabilities(p, plane_shape).transpose(1, 2, 0, 3)  # (h, w, B, 3)
+        labels[plane + (slice(ks[0], ks[-1] + 1),)] = p.argmax(-1).astype(np.uint8)
         if probs is not None:
-            probs[:, :, start:start + len(ks)] = p_full.transpose(1, 2, 0, 3)
-    if postprocess:
-        labels = largest_liver_component(labels)
-    return Segmentation(labels, probs, vol.geometry)
+            probs[plane + (slice(ks[0], ks[-1] + 1),)] = p
+    rules = rules_of(postprocess)
+    if rules.any:
+        labels = apply_rules(labels, vol.geometry.spacing, rules)
+    return Segmentation(labels, probs, vol.geometry, box)
 
 
 def resize_probabilities(p: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -146,20 +182,24 @@ def segment(
     out_path: str | Path,
     probabilities_path: str | Path | None = None,
     batch_size: int = 16,
-    postprocess: bool = False,
+    postprocess: PostProcessing | bool | None = None,
     progress: bool = True,
+    tta: bool = False,
 ) -> Path:
     """Segment a CT volume and write the label map on its original grid.
 
     Parameters
     ----------
     model_dir : a folder written by ``livertumor train`` (``model.keras``,
-        ``preprocessing.json``)
+        ``preprocessing.json``), or a cascade: a folder holding ``cascade.json`` or that file
+        (:mod:`.cascade`)
     volume_path : the CT, ``.nii`` or ``.nii.gz``
     out_path : where to write the uint8 label map (``.nii.gz`` recommended)
     probabilities_path : optional; writes liver and tumor probabilities as a 4-D uint8 NIfTI
         (last axis: liver, tumor; value / 255 = probability) on the same grid
-    postprocess : keep only the largest connected liver region
+    postprocess : :class:`PostProcessing` rules, True (the largest liver component), or None
+        (a cascade's own rules; none for a single model)
+    tta : test-time augmentation (:data:`TTA_SCALES`)
 
     Returns
     -------
@@ -170,14 +210,12 @@ def segment(
     LiverTumorError (and subclasses), naming the file: missing or broken model folder or
     volume.
     """
-    from ..training import load_model
+    from .cascade import load_predictor
 
-    model_dir = Path(model_dir)
-    prep = load_preprocessing(model_dir)
-    model = load_model(model_dir / "model.keras", compile=False)
-    result = predict_volume(model, volume_path, prep, batch_size,
-                            keep_probabilities=probabilities_path is not None,
-                            postprocess=postprocess, progress=progress)
+    predictor = load_predictor(model_dir, postprocess, batch_size, tta)
+    result = predictor.predict(NiftiVolume(volume_path),
+                               keep_probabilities=probabilities_path is not None,
+                               progress=progress)
     out = write_like(result.labels, result.geometry, out_path)
     if probabilities_path is not None:
         write_probabilities(result, probabilities_path)

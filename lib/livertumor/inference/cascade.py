@@ -1,0 +1,161 @@
+"""Predictors: one model, or the two-stage cascade (liver first, then tumors inside the liver's
+box at a higher resolution), behind one ``predict(volume)``.
+
+A cascade is described by a ``cascade.json`` (:func:`write_cascade`) naming the two model
+folders, relative to the file's own folder::
+
+    {"format": 1, "liver": "../unet", "tumor": "../tumor_unet",
+     "postprocess": {"largest_liver": true, "min_tumor_ml": 0.05}}
+
+Stage 1 (the liver model, a whole-slice model such as the report's U-Net) gives the liver; its
+largest connected component defines the liver box (:func:`livertumor.data.roi.liver_box`, with
+the margin the tumor model was exported with). Stage 2 (a model trained on a ROI export)
+predicts inside that box only. The label map is the liver of stage 1 with tumor where stage 2
+says tumor inside that liver, then the post-processing rules. Christ et al. 2016 (arXiv
+1610.02177) and Bi et al. 2017 (arXiv 1704.02703) cascade 2-D networks the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_json
+from ..data.roi import ROI_MARGIN_MM, liver_box
+from ..data.volumes import NiftiVolume
+from ..errors import LiverTumorError
+from .postprocess import (
+    PostProcessing,
+    drop_small_tumors,
+    largest_liver_component,
+    tumor_inside_liver,
+)
+from .predict import Segmentation, load_preprocessing, predict_volume, rules_of
+
+CASCADE_FILE = "cascade.json"
+
+
+@dataclass
+class SingleStage:
+    """One model folder (``model.keras`` + ``preprocessing.json``) as a predictor."""
+
+    model_dir: Path
+    rules: PostProcessing = field(default_factory=PostProcessing)
+    batch_size: int = 16
+    tta: bool = False
+
+    def __post_init__(self):
+        from ..training import load_model
+
+        self.model_dir = Path(self.model_dir)
+        self.prep = load_preprocessing(self.model_dir)
+        path = self.model_dir / "model.keras"
+        if not path.exists():
+            raise LiverTumorError("no model.keras: not a finished model folder", self.model_dir)
+        self.model = load_model(path, compile=False)
+
+    def predict(self, volume: NiftiVolume, keep_probabilities: bool = False,
+                progress: bool = True) -> Segmentation:
+        return predict_volume(self.model, volume, self.prep, self.batch_size, keep_probabilities,
+                              self.rules, progress, tta=self.tta)
+
+    def describe(self) -> dict:
+        return {"kind": "single", "model_dir": str(self.model_dir),
+                "postprocess": self.rules.as_dict(), "tta": self.tta}
+
+
+@dataclass
+class Cascade:
+    """Liver model, then tumor model inside the liver's box (see the module docstring)."""
+
+    liver: SingleStage
+    tumor: SingleStage
+    rules: PostProcessing = field(default_factory=PostProcessing)
+    source: Path | None = None
+
+    def __post_init__(self):
+        roi = self.tumor.prep.get("roi")
+        if not roi:
+            raise LiverTumorError("the tumor stage was not trained on liver-box crops (its "
+                                  "preprocessing.json has no 'roi'); export with --roi",
+                                  self.tumor.model_dir)
+        self.margin_mm = float(roi.get("margin_mm", ROI_MARGIN_MM))
+
+    def predict(self, volume: NiftiVolume, keep_probabilities: bool = False,
+                progress: bool = True) -> Segmentation:
+        first = self.liver.predict(volume, keep_probabilities, progress)
+        spacing = volume.geometry.spacing
+        liver = largest_liver_component(first.labels) >= 1
+        box = liver_box(liver, spacing, self.margin_mm)
+        if box is None:  # no liver: nothing for the tumor stage to look at
+            return Segmentation(np.zeros_like(first.labels), first.probabilities,
+                                volume.geometry)
+        second = predict_volume(self.tumor.model, volume, self.tumor.prep,
+                                self.tumor.batch_size, keep_probabilities, False, progress,
+                                box=box, tta=self.tumor.tta)
+        if not self.rules.largest_liver:
+            liver = first.labels >= 1
+        labels = tumor_inside_liver(second.labels == 2, liver)
+        labels = drop_small_tumors(labels, spacing, self.rules.min_tumor_ml)
+        probs = None
+        if keep_probabilities:
+            p_liver = first.probabilities[..., 1] + first.probabilities[..., 2]
+            p_tumor = second.probabilities[..., 2] * p_liver
+            probs = np.stack([1 - p_liver, p_liver - p_tumor, p_tumor], axis=-1)
+        return Segmentation(labels, probs, volume.geometry, box)
+
+    def describe(self) -> dict:
+        return {"kind": "cascade", "cascade": str(self.source) if self.source else None,
+                "liver": self.liver.describe(), "tumor": self.tumor.describe(),
+                "postprocess": self.rules.as_dict(), "roi_margin_mm": self.margin_mm}
+
+
+def write_cascade(path: str | Path, liver_dir: str | Path, tumor_dir: str | Path,
+                  postprocess: PostProcessing | None = None) -> Path:
+    """Write a ``cascade.json`` naming two model folders (relative to its folder when they
+    lie below a common root); ``path`` is the file or the folder to put it in."""
+    import os
+
+    path = Path(path)
+    if path.suffix != ".json":
+        path = path / CASCADE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def relative(folder):
+        return Path(os.path.relpath(Path(folder).resolve(), path.parent.resolve())).as_posix()
+
+    record = {"format": 1, "liver": relative(liver_dir), "tumor": relative(tumor_dir),
+              "postprocess": (postprocess or PostProcessing(largest_liver=True)).as_dict()}
+    write_json(path, record)
+    return path
+
+
+def load_predictor(path: str | Path, postprocess=None, batch_size: int = 16,
+                   tta: bool = False) -> SingleStage | Cascade:
+    """A model folder, a folder holding ``cascade.json``, or a ``cascade.json`` file.
+
+    ``postprocess``: :class:`PostProcessing` (or True: the largest liver component); None
+    takes the cascade file's rules (none for a single model).
+
+    Raises
+    ------
+    LiverTumorError
+        Not a model folder (no ``preprocessing.json`` or ``model.keras``) nor a cascade; a
+        cascade naming a missing or unfinished folder.
+    """
+    path = Path(path)
+    file = path if path.suffix == ".json" else path / CASCADE_FILE
+    if file.is_file():
+        spec = json.loads(file.read_text())
+        for key in ("liver", "tumor"):
+            if key not in spec:
+                raise LiverTumorError(f"a cascade file names a '{key}' model folder", file)
+        rules = (rules_of(postprocess) if postprocess is not None
+                 else PostProcessing(**spec.get("postprocess", {})))
+        stages = {key: SingleStage(file.parent / spec[key], PostProcessing(), batch_size, tta)
+                  for key in ("liver", "tumor")}
+        return Cascade(stages["liver"], stages["tumor"], rules, file)
+    return SingleStage(path, rules_of(postprocess or False), batch_size, tta)

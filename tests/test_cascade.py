@@ -1,0 +1,157 @@
+"""Post-processing rules on hand-built label maps, and the two-stage cascade end to end with
+models whose answer is known (fixed weights: liver above 105 HU, tumor between about 0 and
+95 HU in the liver window), on a volume stored in a non-canonical orientation."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from livertumor import LiverTumorError, read_geometry, read_mask
+from livertumor.data.roi import liver_box
+from livertumor.inference import (
+    Cascade,
+    PostProcessing,
+    drop_small_tumors,
+    load_predictor,
+    postprocess,
+    segment,
+    tumor_inside_liver,
+    write_cascade,
+)
+
+from conftest import write_case
+
+WINDOWS = [[150.0, 30.0], [400.0, 50.0]]
+
+
+def test_small_tumors_are_dropped_by_volume_in_millilitres_not_voxels():
+    labels = np.ones((20, 20, 10), np.uint8)
+    labels[2:4, 2:4, 2:4] = 2  # 8 voxels
+    labels[10:16, 10:16, 3:7] = 2  # 144 voxels
+    coarse = drop_small_tumors(labels, (2.0, 2.0, 5.0), min_ml=0.1)  # 20 mm³ a voxel
+    assert (coarse == 2).sum() == 8 + 144  # 0.16 mL and 2.9 mL: both kept
+    fine = drop_small_tumors(labels, (0.5, 0.5, 1.0), min_ml=0.01)  # 0.25 mm³ a voxel
+    assert (fine[2:4, 2:4, 2:4] == 1).all() and (fine == 2).sum() == 144  # 0.002 mL dropped
+    assert (drop_small_tumors(labels, (1, 1, 1), 0) == labels).all()
+
+
+def test_tumor_stays_inside_the_liver_and_rules_apply_in_order():
+    liver = np.zeros((10, 10, 4), bool)
+    liver[2:8, 2:8] = True
+    tumor = np.zeros_like(liver)
+    tumor[6:10, 6:10] = True  # half outside the liver
+    labels = tumor_inside_liver(tumor, liver)
+    assert (labels[tumor & ~liver] == 0).all() and (labels[tumor & liver] == 2).all()
+    assert set(np.unique(labels)) == {0, 1, 2}
+    labels[0, 0, 0] = 1  # an island of liver
+    labels[2, 2, 0] = 2  # a one-voxel tumor
+    out = postprocess(labels, (1, 1, 1), PostProcessing(largest_liver=True, min_tumor_ml=0.002))
+    assert out[0, 0, 0] == 0 and out[2, 2, 0] == 1 and (out == 2).sum() == 2 * 2 * 4
+    assert labels[0, 0, 0] == 1  # the input is not changed
+    with pytest.raises(ValueError):
+        PostProcessing(min_tumor_ml=-1)
+
+
+def _band_model(channels: int, size: int = 32):
+    """Liver window x: liver logit 4 relu(10 (x - .8)) - 1, tumor logit 4 relu(10 (x - .3))
+    - 12 relu(10 (x - .8)) - 2: tumor for x in about (0.35, 0.8), liver above."""
+    model = keras.Sequential([
+        keras.Input((size, size, channels)),
+        keras.layers.Conv2D(2, 1, activation="relu"),
+        keras.layers.Conv2D(3, 1),
+        keras.layers.Softmax(),
+    ])
+    k1 = np.zeros((1, 1, channels, 2), np.float32)
+    k1[0, 0, 0] = [10.0, 10.0]
+    model.layers[0].set_weights([k1, np.array([-3.0, -8.0], np.float32)])
+    k2 = np.zeros((1, 1, 2, 3), np.float32)
+    k2[0, 0, :, 1] = [0.0, 4.0]
+    k2[0, 0, :, 2] = [4.0, -12.0]
+    model.layers[1].set_weights([k2, np.array([0.0, -1.0, -2.0], np.float32)])
+    return model
+
+
+def _model_dir(path, context=0, roi=None):
+    path.mkdir(parents=True)
+    names = ["liver", "abdomen_soft", "histogram-scaled"]
+    names += [f"liver, slice {o:+d}" for o in (*range(-context, 0), *range(1, context + 1))]
+    prep = {"windows": WINDOWS, "bins": list(np.linspace(-200, 200, 30)), "size": 32,
+            "jpeg_quality": 90, "channels": names, "context": context, "roi": roi}
+    (path / "preprocessing.json").write_text(json.dumps(prep))
+    _band_model(len(names)).save(path / "model.keras")
+    return path
+
+
+def _volume():
+    """(P, L, S) HU: fat, a liver with a large and a tiny tumor, a bright island and a
+    tumor-like blob apart from the liver."""
+    ct = np.full((64, 56, 14), -100, np.int16)
+    truth = np.zeros(ct.shape, np.uint8)
+    truth[14:44, 6:34, 2:12] = 1
+    truth[22:32, 12:22, 4:9] = 2  # 10 x 10 x 5 voxels
+    truth[38:40, 28:30, 10:11] = 2  # 4 voxels: below the minimum volume
+    ct[truth == 1], ct[truth == 2] = 110, 45
+    ct[4:10, 44:52, 5:9] = 110  # a bright island: stage 1 calls it liver
+    ct[50:56, 44:50, 5:9] = 45  # a tumor-like blob outside the liver
+    return ct, truth
+
+
+@pytest.fixture(scope="module")
+def cascade_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cascade")
+    liver = _model_dir(root / "liver")
+    tumor = _model_dir(root / "tumor", context=1, roi={"margin_mm": 4.0})
+    return write_cascade(root / "cascade", liver, tumor,
+                         PostProcessing(largest_liver=True, min_tumor_ml=0.05))
+
+
+def test_cascade_writes_liver_and_tumor_on_the_input_grid(cascade_dir, tmp_path):
+    ct, truth = _volume()
+    vpath, _ = write_case(tmp_path, 0, ct, truth, axcodes=("R", "A", "S"),
+                          spacing=(1.5, 1.5, 2.5))
+    out = segment(cascade_dir.parent, vpath, tmp_path / "pred.nii.gz", progress=False)
+    src, pred = nib.load(vpath), nib.load(out)
+    assert pred.shape == src.shape and nib.aff2axcodes(pred.affine) == ("R", "A", "S")
+    np.testing.assert_allclose(pred.affine, src.affine)
+    labels = read_mask(out)
+    core = ndimage.binary_erosion(truth == 1, iterations=2)
+    assert (labels[core] == 1).mean() > 0.98
+    tumor_core = ndimage.binary_erosion(truth[:, :, 4:9] == 2, iterations=2)
+    assert (labels[:, :, 4:9][tumor_core] == 2).all()
+    assert not labels[4:10, 44:52].any() and not labels[50:56, 44:50].any()  # not the liver
+    assert (labels[38:40, 28:30, 10] == 1).all()  # 4 x 2.25 x 2.5 mm³ = 0.02 mL: dropped
+    assert ((labels == 2) <= (labels >= 1)).all()
+
+
+def test_cascade_looks_only_inside_the_box_of_the_first_stage(cascade_dir, tmp_path):
+    ct, truth = _volume()
+    vpath, _ = write_case(tmp_path, 0, ct, truth, spacing=(1.5, 1.5, 2.5))
+    predictor = load_predictor(cascade_dir)
+    assert isinstance(predictor, Cascade) and predictor.margin_mm == 4.0
+    from livertumor import NiftiVolume
+
+    seg = predictor.predict(NiftiVolume(vpath), keep_probabilities=True, progress=False)
+    expected = liver_box(seg.labels, read_geometry(vpath).spacing, 4.0)
+    assert seg.box == expected  # the box of the liver it kept
+    outside = np.ones(truth.shape, bool)
+    outside[seg.box.index] = False
+    assert not (seg.labels[outside] == 2).any()
+    p = seg.probabilities
+    assert p.shape == truth.shape + (3,)
+    np.testing.assert_allclose(p.sum(-1), 1, atol=1e-5)
+    assert (p[..., 2][outside] == 0).all()
+
+
+def test_a_tumor_model_without_liver_box_training_is_refused(tmp_path):
+    liver = _model_dir(tmp_path / "liver")
+    spec = write_cascade(tmp_path / "c.json", liver, liver)
+    with pytest.raises(LiverTumorError, match="--roi"):
+        load_predictor(spec)
+    with pytest.raises(LiverTumorError, match="no preprocessing.json"):
+        load_predictor(tmp_path / "nothing")
