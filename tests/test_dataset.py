@@ -148,3 +148,28 @@ def test_augmentation_moves_image_and_mask_together(tmp_path):
             assert (mask == 2).sum() > 0 and (labelled[mask == 2]).all()
             changed += int((labelled != (before > 0)).mean() > 0.02)
     assert changed >= 24  # of 32: the augmentation really moved the slices
+
+
+def test_context_images_become_channels_after_the_image(tmp_path):
+    from livertumor.data.preprocessing import tile
+
+    rows = []
+    for k in range(3):
+        image = np.full((SIZE, SIZE, 3), 10 + k, np.uint8)
+        mask = np.zeros((SIZE, SIZE), np.uint8)
+        image_rel, mask_rel = _write_slice(tmp_path / "train", f"0000_{k:04d}", image, mask)
+        (tmp_path / "train" / "context").mkdir(exist_ok=True)
+        planes = [np.full((SIZE, SIZE), 40 * (j + 1), np.uint8) for j in range(4)]
+        Image.fromarray(tile(planes)).save(tmp_path / "train" / "context" / f"{k}.jpg",
+                                           quality=95)
+        rows.append({"case_id": 0, "split": "train", "slice_index": k, "image": image_rel,
+                     "mask": mask_rel, "tumor_pixels": 0, "context": f"train/context/{k}.jpg"})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    table = load_manifest(tmp_path)
+    x, _ = next(iter(make_dataset(table, 3, 32)))
+    assert x.shape == (3, 32, 32, 7)
+    levels = np.round(x.numpy()[:, 16, 16] * 255)
+    np.testing.assert_allclose(levels[:, 3:], [[40, 80, 120, 160]] * 3, atol=2)
+    np.testing.assert_allclose(levels[:, 0], [10, 11, 12], atol=2)
+    augmented = make_dataset(table, 3, 32, training=True, tumor_oversampling=1)
+    assert next(iter(augmented))[0].shape == (3, 32, 32, 7)

@@ -3,8 +3,9 @@
 The export (``livertumor export``) writes 8-bit RGB JPEG slices, PNG label maps and
 ``manifest.csv``. Here they become batches of ``(image, mask)``:
 
-* ``image``: float32 (B, S, S, 3) in [0, 1] (the JPEG divided by 255: the ``to_nchan``
-  channels of the export), S = ``image_size``;
+* ``image``: float32 (B, S, S, C) in [0, 1] (the JPEG divided by 255: the ``to_nchan``
+  channels of the export, C = 3; an export with ``context`` k adds the 2k neighbouring-slice
+  channels of its ``context`` images, C = 3 + 2k), S = ``image_size``;
 * ``mask``: uint8 (B, S, S) labels 0 background, 1 liver, 2 tumor.
 
 Validation uses whole training *cases* held out from the training split, never the test split,
@@ -31,7 +32,8 @@ def load_manifest(export_dir: str | Path) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame with at least :data:`MANIFEST_COLUMNS`; ``image`` and ``mask`` are absolute.
+    DataFrame with at least :data:`MANIFEST_COLUMNS`; ``image``, ``mask`` (and ``context``)
+    are absolute.
 
     Raises
     ------
@@ -49,8 +51,9 @@ def load_manifest(export_dir: str | Path) -> pd.DataFrame:
         raise LiverTumorError(f"manifest lacks columns {missing}", path)
     if table.empty:
         raise LiverTumorError("manifest lists no slices", path)
-    table["image"] = [str(export_dir / p) for p in table["image"]]
-    table["mask"] = [str(export_dir / p) for p in table["mask"]]
+    for column in ("image", "mask", "context"):
+        if column in table.columns:
+            table[column] = [str(export_dir / p) for p in table[column]]
     return table
 
 
@@ -129,11 +132,37 @@ def resize_for_model(images: np.ndarray, size: int) -> np.ndarray:
     return (tf.cast(x, tf.float32) / 255.0).numpy()
 
 
-def _decode(image_path, mask_path, size: int):
-    """Read one JPEG image and PNG mask, resized to ``size``; both stay uint8 (cache-friendly)."""
+def context_channels(rows: pd.DataFrame) -> int:
+    """Context channels of an export's slices (0 without a ``context`` column): the width of
+    a context image over its height (:func:`livertumor.data.preprocessing.tile`)."""
+    if "context" not in rows.columns or rows.empty:
+        return 0
+    from PIL import Image
+
+    with Image.open(rows["context"].iloc[0]) as im:
+        width, height = im.size
+    return width // height
+
+
+def _untile(context, n: int):
+    """uint8 (S, n * S, 1) grey context image -> (S, S, n) channels (as ``untile``)."""
+    import tensorflow as tf
+
+    rows = tf.shape(context)[0]
+    planes = tf.transpose(tf.reshape(context[..., 0], (rows, n, -1)), (0, 2, 1))
+    planes.set_shape([None, None, n])
+    return planes
+
+
+def _decode(image_path, mask_path, size: int, context_path=None, n_context: int = 0):
+    """Read one JPEG image (and its context JPEG) and PNG mask, resized to ``size``; all stay
+    uint8 (cache-friendly)."""
     import tensorflow as tf
 
     image = tf.io.decode_jpeg(tf.io.read_file(image_path), channels=3)
+    if n_context:
+        context = tf.io.decode_jpeg(tf.io.read_file(context_path), channels=1)
+        image = tf.concat([image, _untile(context, n_context)], axis=-1)
     mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)
     if size:
         image = _resize_uint8(image, size)
@@ -206,7 +235,8 @@ def make_dataset(
 
     Returns
     -------
-    tf.data.Dataset yielding float32 (B, S, S, 3) images in [0, 1] and uint8 (B, S, S) masks.
+    tf.data.Dataset yielding float32 (B, S, S, C) images in [0, 1] and uint8 (B, S, S) masks
+    (C = 3, plus the context channels when ``rows`` has a ``context`` column).
 
     Notes
     -----
@@ -220,11 +250,14 @@ def make_dataset(
     if rows.empty:
         raise LiverTumorError("no slices to build a dataset from")
 
+    n_context = context_channels(rows)
+
     def decoded(subset):
-        ds = tf.data.Dataset.from_tensor_slices((subset["image"].to_numpy(dtype=str),
-                                                 subset["mask"].to_numpy(dtype=str)))
-        ds = ds.map(lambda i, m: _decode(i, m, image_size), num_parallel_calls=autotune,
-                    deterministic=True)
+        paths = [subset[c].to_numpy(dtype=str) for c in ("image", "mask")]
+        paths.append(subset["context"].to_numpy(dtype=str) if n_context else paths[0])
+        ds = tf.data.Dataset.from_tensor_slices(tuple(paths))
+        ds = ds.map(lambda i, m, c: _decode(i, m, image_size, c, n_context),
+                    num_parallel_calls=autotune, deterministic=True)
         return ds.cache() if cache else ds
 
     if not training:
