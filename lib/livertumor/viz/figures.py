@@ -218,8 +218,10 @@ def freqhist_figure(hu: np.ndarray, n_bins: int = 100) -> plt.Figure:
     return fig
 
 
-def channels_figure(nchan: np.ndarray, names: Sequence[str]) -> plt.Figure:
-    """The channels of a ``to_nchan`` image side by side, and their RGB composite."""
+def channels_figure(nchan: np.ndarray, names: Sequence[str],
+                    composite: str = "as saved (RGB)") -> plt.Figure:
+    """The channels of a ``to_nchan`` image side by side, and their RGB composite (titled
+    ``composite`` when there are three channels)."""
     c = nchan.shape[-1]
     fig, axes = plt.subplots(1, c + 1, figsize=(3.2 * (c + 1), 3.5))
     for i in range(c):
@@ -227,7 +229,7 @@ def channels_figure(nchan: np.ndarray, names: Sequence[str]) -> plt.Figure:
         axes[i].set_title(f"channel {i}: {names[i]}", fontsize=9)
     if c in (1, 3):
         axes[c].imshow(nchan if c == 3 else nchan[..., 0], cmap=None if c == 3 else "gray")
-        axes[c].set_title("as saved (RGB)", fontsize=9)
+        axes[c].set_title(composite if c == 3 else "as saved", fontsize=9)
     else:
         axes[c].imshow(nchan[..., :3])
         axes[c].set_title("first three channels as RGB", fontsize=9)
