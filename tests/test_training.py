@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from livertumor import LiverTumorError
-from livertumor.training.trainer import TrainConfig, read_history, train
+from livertumor.training import TrainConfig, read_history, train
 
 pytestmark = pytest.mark.xdist_group("training")
 
@@ -61,7 +61,7 @@ def test_a_finished_run_is_not_repeated_and_other_settings_are_refused(export_di
 KILLER = textwrap.dedent("""
     import os, signal, sys
     import keras
-    from livertumor.training.trainer import TrainConfig, train
+    from livertumor.training import TrainConfig, train
 
     class Kill(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -112,7 +112,7 @@ def test_mirrored_strategy_on_two_logical_cpus(export_dir, tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from livertumor.training.trainer import TrainConfig, train
+        from livertumor.training import TrainConfig, train
         r = train(sys.argv[1], sys.argv[2],
                   TrainConfig(epochs=1, strategy="mirrored", **{TINY!r}), verbose=0)
         print(json.dumps({{"replicas": r["replicas"], "loss": r["last"]["loss"]}}))
