@@ -42,6 +42,7 @@ def test_training_writes_a_complete_model_folder(export_dir, tmp_path):
     test_cases = set(manifest.loc[manifest["split"] == "test", "case_id"])
     assert test_cases.isdisjoint(record["data"]["train_cases"] + record["data"]["validation_cases"])
     assert result["epochs_run"] == 2
+    assert result["tensorboard_logs"] == str(tmp_path / "m" / "logs")  # tensorboard installed
     model = load_model(tmp_path / "m" / "model.keras")
     out = model.predict(np.zeros((1, 64, 64, 3), np.float32), verbose=0)
     assert out.shape == (1, 64, 64, 3)
@@ -141,3 +142,42 @@ def test_config_validation():
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="float16")
     assert TrainConfig.from_dict({"epochs": 3, "data_dir": "x"}).epochs == 3
+
+
+def test_tensorboard_is_available_only_when_the_package_imports(monkeypatch):
+    from livertumor.training.callbacks import tensorboard_available
+
+    assert tensorboard_available()  # installed in the test environment
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # makes `import tensorboard` fail
+    assert not tensorboard_available()
+
+
+@pytest.mark.parametrize("tensorboard", [True, False])
+def test_the_tensorboard_callback_is_added_only_when_asked(tmp_path, tensorboard):
+    import keras
+
+    from livertumor.training.callbacks import make_callbacks
+
+    callbacks = make_callbacks(tmp_path, TrainConfig(patience=2), tensorboard=tensorboard)
+    boards = [c for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)]
+    assert [b.log_dir for b in boards] == ([str(tmp_path / "logs")] if tensorboard else [])
+    assert isinstance(callbacks[0], keras.callbacks.BackupAndRestore)
+    assert isinstance(callbacks[-1], keras.callbacks.EarlyStopping)
+    # a non-chief worker never writes logs
+    others = make_callbacks(tmp_path, TrainConfig(), chief=False, tensorboard=tensorboard)
+    assert not any(isinstance(c, keras.callbacks.TensorBoard) for c in others)
+
+
+def test_without_tensorboard_training_runs_and_says_no_logs_were_written(
+        export_dir, tmp_path, monkeypatch):
+    import livertumor.training.callbacks
+
+    monkeypatch.setattr(livertumor.training.callbacks, "tensorboard_available", lambda: False)
+    result = train(export_dir, tmp_path / "m", TrainConfig(epochs=1, **TINY), verbose=0)
+    assert (tmp_path / "m" / "model.keras").exists()
+    assert not (tmp_path / "m" / "logs").exists()
+    record = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert record["result"]["tensorboard_logs"] == result["tensorboard_logs"]
+    assert result["tensorboard_logs"].startswith("not written")
+    assert "tensorboard package is not installed" in result["tensorboard_logs"]
+

@@ -75,7 +75,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"{result['best_epoch']}: val_loss {best.get('val_loss', float('nan')):.4f}, "
           f"val liver Dice {best.get('val_liver_dice', float('nan')):.3f}, "
           f"val tumor Dice {best.get('val_tumor_dice', float('nan')):.3f}")
-    print(f"model, history and config in {args.model_dir}")
+    print(f"model, history and config in {args.model_dir}; "
+          f"TensorBoard logs: {result['tensorboard_logs']}")
     return 0
 
 
@@ -248,8 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a U-Net or ResNet-50 U-Net on an export folder",
         description="Train on the train split of EXPORT_DIR (some training cases held out for "
                     "validation) and write MODEL_DIR: model.keras, best/last checkpoints, "
-                    "history.csv, config.json, preprocessing.json, TensorBoard logs. Run the "
-                    "same command again to resume an interrupted run.")
+                    "history.csv, config.json, preprocessing.json and, when the tensorboard "
+                    "package is installed, TensorBoard logs. Run the same command again to "
+                    "resume an interrupted run.")
     p.add_argument("export_dir", type=Path, metavar="EXPORT_DIR")
     p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     p.add_argument("--architecture", choices=ARCHITECTURES, default=d.architecture)

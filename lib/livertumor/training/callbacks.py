@@ -7,13 +7,14 @@ workers) drive the same list, made by :func:`make_callbacks`:
   epoch, restored when a killed run is started again;
 - :class:`ResumableHistory`: ``history.csv``, one row per epoch;
 - ``ModelCheckpoint``: ``best.keras`` (lowest ``val_loss``) and ``last.keras``;
-- ``TensorBoard`` logs in ``logs/``;
+- ``TensorBoard`` logs in ``logs/``, only when the ``tensorboard`` package is installed;
 - ``EarlyStopping`` on ``val_loss`` when ``patience`` > 0.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
 from pathlib import Path
 
 import keras
@@ -90,7 +91,21 @@ class RestoreOnly(keras.callbacks.BackupAndRestore):
         pass
 
 
-def make_callbacks(model_dir: Path, config: TrainConfig, extra=None, chief: bool = True) -> list:
+def tensorboard_available() -> bool:
+    """Whether the ``tensorboard`` package can be imported.
+
+    ``keras.callbacks.TensorBoard`` writes its scalars with ``tf.summary``, which that package
+    provides; without it, training runs without TensorBoard logs.
+    """
+    try:
+        importlib.import_module("tensorboard")
+    except ImportError:
+        return False
+    return True
+
+
+def make_callbacks(model_dir: Path, config: TrainConfig, extra=None, chief: bool = True,
+                   tensorboard: bool = True) -> list:
     """The callbacks of a run, in the order they must be called.
 
     Parameters
@@ -102,6 +117,8 @@ def make_callbacks(model_dir: Path, config: TrainConfig, extra=None, chief: bool
     chief : bool
         False (a non-chief worker of a multi-worker run): the same state (resume epoch, history,
         early stopping), but nothing is written.
+    tensorboard : bool
+        Add the ``TensorBoard`` callback (``logs/``); pass :func:`tensorboard_available`.
 
     Returns
     -------
@@ -123,8 +140,10 @@ def make_callbacks(model_dir: Path, config: TrainConfig, extra=None, chief: bool
             ResumableHistory(model_dir / "history.csv", best, stopper),
             best,
             keras.callbacks.ModelCheckpoint(str(model_dir / "last.keras")),
-            keras.callbacks.TensorBoard(str(model_dir / "logs"), write_graph=False),
         ]
+        if tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(str(model_dir / "logs"),
+                                                         write_graph=False))
     if stopper is not None:
         callbacks.append(stopper)
     return callbacks + list(extra or [])

@@ -8,7 +8,8 @@ so multi-worker training has its own loop here (:func:`fit_multi_worker`): one
 :mod:`.trainer`: the model, the loss (:class:`.losses.DiceCrossEntropy`), the metrics
 (:func:`.metrics.segmentation_metrics`), the input pipelines (:mod:`.inputs`), and the Keras
 callbacks (:mod:`.callbacks`) that write ``history.csv``, ``best.keras``, ``last.keras``,
-TensorBoard logs and the ``BackupAndRestore`` state, which this loop drives as ``fit`` would.
+TensorBoard logs (when ``tensorboard`` is installed) and the ``BackupAndRestore`` state, which
+this loop drives as ``fit`` would.
 
 The cluster comes from the standard ``TF_CONFIG`` environment variable, e.g. for worker 1 of 2
 on one host::

@@ -8,7 +8,8 @@
 - ``config.json``: the :class:`~.config.TrainConfig`, data counts, validation cases, package
   versions, git commit, and once finished the run's summary;
 - ``history.csv``: loss, metrics and learning rate per epoch, training and validation;
-- ``logs/``: TensorBoard logs; ``backup/``: the state a killed run resumes from.
+- ``logs/``: TensorBoard logs, when the ``tensorboard`` package is installed (otherwise the
+  summary says they were not written); ``backup/``: the state a killed run resumes from.
 
 Killed and started again with the same command, a run continues after the last finished epoch
 (Keras ``BackupAndRestore``: weights, optimizer state and epoch), with the history, the best
@@ -33,6 +34,8 @@ from ..errors import LiverTumorError
 from .config import MONITOR, TrainConfig, build_model
 
 __all__ = ["TrainConfig", "read_history", "train"]
+
+TENSORBOARD_MISSING = "not written: the tensorboard package is not installed"
 
 _DEFAULT_CONFIG = TrainConfig()
 
@@ -183,9 +186,9 @@ def _save_final_model(model, model_dir: Path, chief: bool) -> str:
     return digest
 
 
-def _summary(model_dir: Path, history_before: pd.DataFrame, **facts) -> dict:
-    """The run's result from ``history.csv`` (epochs, the best and the last epoch's metrics)
-    and ``facts``."""
+def _summary(model_dir: Path, history_before: pd.DataFrame, tensorboard: bool, **facts) -> dict:
+    """The run's result from ``history.csv`` (epochs, the best and the last epoch's metrics),
+    ``facts``, where the TensorBoard logs are (or that they were not written)."""
     history = read_history(model_dir)
     best_i = int(history[MONITOR].idxmin()) if MONITOR in history else len(history) - 1
     return {
@@ -195,6 +198,7 @@ def _summary(model_dir: Path, history_before: pd.DataFrame, **facts) -> dict:
         "last": {k: float(v) for k, v in history.iloc[-1].items()},
         "best": {k: float(v) for k, v in history.iloc[best_i].items()},
         **facts,
+        "tensorboard_logs": str(model_dir / "logs") if tensorboard else TENSORBOARD_MISSING,
         # epochs already in history.csv when this call started (a resumed run)
         "epochs_before_this_call": int(len(history_before)),
     }
@@ -225,7 +229,8 @@ def train(
     Returns
     -------
     dict: ``model_dir``, ``epochs_run``, ``best_epoch``, ``best_val_loss``, the best and the
-    last epoch's metrics, ``replicas``, ``workers``, ``weights_sha256``, the data counts,
+    last epoch's metrics, ``replicas``, ``workers``, ``weights_sha256``, ``tensorboard_logs``
+    (the logs folder, or a text saying they were not written), the data counts,
     ``epochs_before_this_call`` and, per worker, the loop's counts.
 
     Raises
@@ -235,7 +240,7 @@ def train(
         does not split over the replicas.
     """
     from ..atomic import write_json
-    from .callbacks import make_callbacks
+    from .callbacks import make_callbacks, tensorboard_available
     from .distributed import WorkerRole, barrier, fit_multi_worker, make_strategy, worker_role
     from .losses import DiceCrossEntropy
     from .single_host import fit_single_host
@@ -252,6 +257,7 @@ def train(
     record = _run_record(export_dir, config, fit_rows, val_rows, steps)
     if role.is_chief:
         _start_model_dir(model_dir, record, prep)
+    tensorboard = tensorboard_available()
 
     with _seed_and_precision(config):
         strategy = strategy or make_strategy(config.strategy)
@@ -260,7 +266,8 @@ def train(
             loss = DiceCrossEntropy(dice_weight=config.dice_weight)
             model = _compiled_model(config, loss, steps, with_metrics=not multi_worker)
         history_before = read_history(model_dir)
-        callback_list = make_callbacks(model_dir, config, callbacks, chief=role.is_chief)
+        callback_list = make_callbacks(model_dir, config, callbacks, chief=role.is_chief,
+                                       tensorboard=tensorboard)
         if multi_worker:
             loop = fit_multi_worker(strategy, model, loss, fit_rows, val_rows, config, steps,
                                     callback_list, verbose=verbose if role.is_chief else 0)
@@ -271,7 +278,7 @@ def train(
         if multi_worker:
             barrier(strategy)  # model.keras is complete before any worker returns
 
-    result = _summary(model_dir, history_before, replicas=replicas,
+    result = _summary(model_dir, history_before, tensorboard, replicas=replicas,
                       workers=role.num_workers, weights_sha256=digest)
     if role.is_chief:
         write_json(model_dir / "config.json", {**record, "result": result})
