@@ -181,3 +181,38 @@ def test_without_tensorboard_training_runs_and_says_no_logs_were_written(
     assert result["tensorboard_logs"].startswith("not written")
     assert "tensorboard package is not installed" in result["tensorboard_logs"]
 
+
+def test_train_options_are_the_config_fields_with_their_defaults_and_docs(capsys):
+    from dataclasses import fields
+
+    from livertumor.cli import build_parser
+
+    parser = build_parser()
+    assert TrainConfig.from_dict(vars(parser.parse_args(["train", "e", "m"]))) == TrainConfig()
+    args = parser.parse_args(["train", "e", "m", "--architecture", "resnet50_unet",
+                              "--image-size", "64", "--depth", "3", "--learning-rate", "0.01",
+                              "--no-augment", "--no-cache", "--dice-weight", "0.5"])
+    assert TrainConfig.from_dict(vars(args)) == TrainConfig(
+        architecture="resnet50_unet", image_size=64, depth=3, learning_rate=0.01,
+        augment=False, cache=False, dice_weight=0.5)
+    assert parser.parse_args(["train", "e", "m", "--augment"]).augment is True
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "e", "m", "--precision", "float16"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in text
+        assert " ".join(f.metadata["doc"].split()) in text
+    assert "--image-size PX" in text and "(default: 128)" in text
+
+
+def test_train_cli_refuses_invalid_settings_before_training(tmp_path, capsys):
+    from livertumor.cli import main
+
+    code = main(["train", str(tmp_path), str(tmp_path / "m"), "--architecture",
+                 "resnet50_unet", "--image-size", "100"])
+    assert code == 2
+    assert "divisible by 32" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
