@@ -325,6 +325,30 @@ def build_resnet50_unet(
     >>> model.output_shape
     (None, 64, 64, 3)
     """
+    decoder_filters = _check_resnet50_unet(input_shape, num_classes, dropout, upsampling,
+                                           decoder_filters)
+    weights_path = _resolve_encoder_weights(encoder_weights)
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = ImageNetPreprocessing(name="imagenet_preprocessing")(inputs)
+    encoder = _resnet50_encoder(x, weights_path, freeze_encoder)
+    x = encoder.get_layer(RESNET50_BOTTLENECK).output
+    if dropout > 0:
+        x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
+    skips = [encoder.get_layer(name).output for name in reversed(RESNET50_SKIP_LAYERS)]
+    x = _resnet50_decoder(x, skips, decoder_filters, upsampling)
+    return keras.Model(inputs, _head(x, num_classes), name=name)
+
+
+def _check_resnet50_unet(input_shape, num_classes, dropout, upsampling, decoder_filters
+                         ) -> tuple[int, ...]:
+    """Validate the ResNet-50 U-Net's arguments; return ``decoder_filters`` as a tuple.
+
+    Raises
+    ------
+    ValueError
+        A side that is not a multiple of 32, channels other than 3, not 5 positive decoder
+        filter counts, or another invalid argument (see :func:`_check_common`).
+    """
     _check_common(input_shape, num_classes, dropout, upsampling, 32,
                   "the ResNet-50 encoder (total stride 32)")
     if input_shape[2] != 3:
@@ -333,10 +357,21 @@ def build_resnet50_unet(
     if len(decoder_filters) != 5 or not all(isinstance(f, int) and f > 0
                                              for f in decoder_filters):
         raise ValueError(f"decoder_filters must be 5 positive ints, got {decoder_filters!r}")
-    weights_path = _resolve_encoder_weights(encoder_weights)
+    return decoder_filters
 
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = ImageNetPreprocessing(name="imagenet_preprocessing")(inputs)
+
+def _resnet50_encoder(x, weights_path: str | None, freeze: bool) -> keras.Model:
+    """``keras.applications.ResNet50`` without its top, on the preprocessed tensor ``x``.
+
+    Its layers keep their Keras names and become layers of the model built on ``x``'s input.
+    ``weights_path``: a local weights file, or None (random initialisation). ``freeze``: make
+    every encoder layer non-trainable.
+
+    Raises
+    ------
+    EncoderWeightsError
+        The file cannot be read as ResNet-50 weights without the classifier.
+    """
     try:
         encoder = keras.applications.ResNet50(include_top=False, weights=weights_path,
                                               input_tensor=x)
@@ -347,23 +382,27 @@ def build_resnet50_unet(
             f"its classifier, like {IMAGENET_NOTOP_FILE}); Keras says: {keras_reason}",
             weights_path,
         ) from err
-    if freeze_encoder:
+    if freeze:
         for layer in encoder.layers:
             layer.trainable = False
+    return encoder
 
-    x = encoder.get_layer(RESNET50_BOTTLENECK).output
-    if dropout > 0:
-        x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
-    skip_names = (*reversed(RESNET50_SKIP_LAYERS), None)
-    for stage, (filters, skip_name) in enumerate(zip(decoder_filters, skip_names,
-                                                     strict=True), start=1):
+
+def _resnet50_decoder(x, skips, decoder_filters: tuple[int, ...], upsampling: str):
+    """Five decoder stages ``dec1`` .. ``dec5`` from the bottleneck ``x`` (1/32) to full size.
+
+    Stage i upsamples x2 (:func:`_upsample`), concatenates ``skips[i]`` (the encoder features of
+    the new size: 1/16, 1/8, 1/4, 1/2; the fifth stage has none) and applies
+    :func:`_conv_block` with ``decoder_filters[i]`` filters.
+    """
+    for stage, (filters, skip) in enumerate(zip(decoder_filters, (*skips, None), strict=True),
+                                            start=1):
         prefix = f"dec{stage}"
         x = _upsample(x, filters, upsampling, prefix)
-        if skip_name is not None:
-            skip = encoder.get_layer(skip_name).output
+        if skip is not None:
             x = layers.Concatenate(name=f"{prefix}_concat")([x, skip])
         x = _conv_block(x, filters, prefix)
-    return keras.Model(inputs, _head(x, num_classes), name=name)
+    return x
 
 
 def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
