@@ -46,7 +46,7 @@ from pathlib import Path
 CHILD = r"""
 import json, sys, time
 import keras
-from livertumor.training.trainer import TrainConfig, train
+from livertumor.training import TrainConfig, train
 
 export_dir, model_dir, strategy, epochs, steps = sys.argv[1:6]
 times = []

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 import pytest
@@ -14,10 +19,10 @@ from livertumor.training.models import (
     RESNET50_BOTTLENECK,
     RESNET50_SKIP_LAYERS,
     EncoderWeightsError,
-    ImageNetPreprocessing,
     build_resnet50_unet,
     build_unet,
     default_imagenet_weights_path,
+    imagenet_preprocessing,
     load_model,
 )
 
@@ -143,11 +148,31 @@ def test_resnet50_unet_decoder_uses_the_stride_2_4_8_16_encoder_features():
     assert model.get_layer("dec5_conv2").output.shape[1:3] == (64, 64)
 
 
-def test_imagenet_preprocessing_equals_keras_preprocess_input_on_0_255():
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_imagenet_preprocessing_equals_keras_preprocess_input_on_0_255_in_float32(policy):
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        inputs = keras.Input((8, 8, 3))
+        preprocess = keras.Model(inputs, imagenet_preprocessing(inputs))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     x = images(1, 8)
-    ours = np.asarray(ImageNetPreprocessing()(x))
+    ours = preprocess(x)
+    assert keras.backend.standardize_dtype(ours.dtype) == "float32"
     expected = keras.applications.resnet50.preprocess_input(x * 255.0)
-    np.testing.assert_allclose(ours, expected, atol=1e-4)
+    assert expected.dtype == np.float32
+    # float32 precision: within one unit in the last place at 150 (2**-16 * 1.5 ~ 1.5e-5)
+    np.testing.assert_allclose(np.asarray(ours), expected, rtol=0, atol=2e-5)
+    assert np.abs(np.asarray(ours) - expected).max() < 2e-5
+
+
+def test_the_preprocessing_is_built_in_keras_without_weights():
+    model = build_resnet50_unet((64, 64, 3))
+    layer = model.get_layer("imagenet_preprocessing")
+    assert type(layer) is keras.layers.Rescaling and not layer.weights
+    assert layer.dtype_policy.name == "float32"
+    assert {type(op).__module__.split(".")[0] for op in model.operations} == {"keras"}
 
 
 def test_freeze_encoder_leaves_only_decoder_weights_trainable():
@@ -260,8 +285,72 @@ def test_resnet50_unet_round_trip_keeps_its_preprocessing_layer_and_predictions(
     loaded = load_model(path)
     x = images()
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
-    assert isinstance(loaded.get_layer("imagenet_preprocessing"), ImageNetPreprocessing)
+    assert isinstance(loaded.get_layer("imagenet_preprocessing"), keras.layers.Rescaling)
     assert not loaded.get_layer("conv1_conv").trainable
+
+
+# Runs in a Python that cannot import livertumor: -I drops PYTHONPATH and the working folder,
+# and the editable install's entry (a folder holding livertumor/) is taken off sys.path.
+PLAIN_KERAS_LOADER = textwrap.dedent("""
+    import importlib.util, os, sys
+    sys.path = [p for p in sys.path if not os.path.isdir(os.path.join(p or ".", "livertumor"))]
+    assert importlib.util.find_spec("livertumor") is None, sys.path
+    import keras
+    import numpy as np
+
+    x = np.load(sys.argv[1])
+    for path in sys.argv[2:]:
+        model = keras.saving.load_model(path, compile=False)
+        np.save(path + ".npy", model.predict(x, verbose=0))
+    assert not [name for name in sys.modules if name.startswith("livertumor")]
+    print("loaded", len(sys.argv) - 2)
+""")
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer:UserWarning")
+def test_saved_models_load_with_plain_keras_in_a_process_without_livertumor(tmp_path):
+    from livertumor.training import TrainConfig, build_model
+
+    x = images(2)
+    np.save(tmp_path / "x.npy", x)
+    expected = {}
+    for architecture in ("unet", "resnet50_unet"):
+        config = TrainConfig(architecture=architecture, image_size=64, base_filters=8, depth=3)
+        model = build_model(config)
+        # compiled as training compiles it: the loss and metrics are this package's classes
+        model.compile(optimizer="adam", loss=DiceCrossEntropy(), metrics=segmentation_metrics())
+        path = tmp_path / f"{architecture}.keras"
+        model.save(path)
+        expected[path] = model.predict(x, verbose=0)
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    done = subprocess.run([sys.executable, "-I", "-c", PLAIN_KERAS_LOADER, str(tmp_path / "x.npy"),
+                           *map(str, expected)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "loaded 2" in done.stdout
+    for path, want in expected.items():
+        np.testing.assert_allclose(np.load(f"{path}.npy"), want, rtol=0, atol=1e-6)
+
+
+def test_models_saved_with_the_earlier_preprocessing_layer_still_load(tmp_path):
+    from livertumor.training.legacy_layers import ImageNetPreprocessing
+
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = ImageNetPreprocessing(name="imagenet_preprocessing")(inputs)
+    old = keras.Model(inputs, keras.layers.Conv2D(3, 1, name="logits")(x))
+    old.save(tmp_path / "old.keras")
+
+    loaded = load_model(tmp_path / "old.keras", compile=False)
+    batch = images(2, 16)
+    np.testing.assert_array_equal(loaded.predict(batch, verbose=0), old.predict(batch, verbose=0))
+    assert isinstance(loaded.get_layer("imagenet_preprocessing"), ImageNetPreprocessing)
+    # the earlier layer and its built-in replacement compute the same numbers
+    new_inputs = keras.Input((16, 16, 3))
+    new = keras.Model(new_inputs, imagenet_preprocessing(new_inputs))
+    np.testing.assert_allclose(np.asarray(new(batch)),
+                               np.asarray(ImageNetPreprocessing()(batch)), rtol=0, atol=2e-5)
 
 
 def test_load_model_names_a_missing_file(tmp_path):

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.xdist_group("training")
 WORKER = textwrap.dedent("""
     import json, os, signal, sys
     import keras
-    from livertumor.training.trainer import TrainConfig, train
+    from livertumor.training import TrainConfig, train
 
     export_dir, model_dir, epochs, kill_after = sys.argv[1:5]
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
@@ -91,9 +91,9 @@ def validation_dice(model_path, export_dir, cases):
 
 def test_two_workers_split_the_batch_stay_in_step_and_the_chief_writes_the_model(
         export_dir, tmp_path):
+    from livertumor.training import read_history
     from livertumor.training.distributed import weights_digest
     from livertumor.training.models import load_model
-    from livertumor.training.trainer import read_history
 
     model_dir = tmp_path / "m"
     codes, outputs = finish(start_workers(tmp_path, export_dir, model_dir, epochs=2))
@@ -122,7 +122,7 @@ def test_two_workers_split_the_batch_stay_in_step_and_the_chief_writes_the_model
 
 
 def test_a_killed_worker_stops_the_job_and_the_same_command_resumes_it(export_dir, tmp_path):
-    from livertumor.training.trainer import read_history
+    from livertumor.training import read_history
 
     model_dir = tmp_path / "m"
     codes, outputs = finish(start_workers(tmp_path, export_dir, model_dir, epochs=3,
@@ -183,7 +183,7 @@ def test_worker_role_reads_tf_config():
 
 SINGLE = textwrap.dedent("""
     import json, sys
-    from livertumor.training.trainer import TrainConfig, train
+    from livertumor.training import TrainConfig, train
 
     export_dir, model_dir, strategy, precision = sys.argv[1:5]
     config = TrainConfig(epochs=2, image_size=64, batch_size=8, base_filters=8, depth=3,
@@ -195,7 +195,7 @@ SINGLE = textwrap.dedent("""
 def test_the_multi_worker_loop_in_one_process_reproduces_fit(export_dir, tmp_path):
     """One worker, one input pipeline: the same batches, so the custom step must give fit's
     numbers; the same model, loss, metrics and callbacks are behind both."""
-    from livertumor.training.trainer import read_history
+    from livertumor.training import read_history
 
     script = tmp_path / "single.py"
     script.write_text(SINGLE)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from livertumor import LiverTumorError
-from livertumor.training.trainer import TrainConfig, read_history, train
+from livertumor.training import TrainConfig, read_history, train
 
 pytestmark = pytest.mark.xdist_group("training")
 
@@ -42,6 +42,7 @@ def test_training_writes_a_complete_model_folder(export_dir, tmp_path):
     test_cases = set(manifest.loc[manifest["split"] == "test", "case_id"])
     assert test_cases.isdisjoint(record["data"]["train_cases"] + record["data"]["validation_cases"])
     assert result["epochs_run"] == 2
+    assert result["tensorboard_logs"] == str(tmp_path / "m" / "logs")  # tensorboard installed
     model = load_model(tmp_path / "m" / "model.keras")
     out = model.predict(np.zeros((1, 64, 64, 3), np.float32), verbose=0)
     assert out.shape == (1, 64, 64, 3)
@@ -61,7 +62,7 @@ def test_a_finished_run_is_not_repeated_and_other_settings_are_refused(export_di
 KILLER = textwrap.dedent("""
     import os, signal, sys
     import keras
-    from livertumor.training.trainer import TrainConfig, train
+    from livertumor.training import TrainConfig, train
 
     class Kill(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -112,7 +113,7 @@ def test_mirrored_strategy_on_two_logical_cpus(export_dir, tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from livertumor.training.trainer import TrainConfig, train
+        from livertumor.training import TrainConfig, train
         r = train(sys.argv[1], sys.argv[2],
                   TrainConfig(epochs=1, strategy="mirrored", **{TINY!r}), verbose=0)
         print(json.dumps({{"replicas": r["replicas"], "loss": r["last"]["loss"]}}))
@@ -141,3 +142,77 @@ def test_config_validation():
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="float16")
     assert TrainConfig.from_dict({"epochs": 3, "data_dir": "x"}).epochs == 3
+
+
+def test_tensorboard_is_available_only_when_the_package_imports(monkeypatch):
+    from livertumor.training.callbacks import tensorboard_available
+
+    assert tensorboard_available()  # installed in the test environment
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # makes `import tensorboard` fail
+    assert not tensorboard_available()
+
+
+@pytest.mark.parametrize("tensorboard", [True, False])
+def test_the_tensorboard_callback_is_added_only_when_asked(tmp_path, tensorboard):
+    import keras
+
+    from livertumor.training.callbacks import make_callbacks
+
+    callbacks = make_callbacks(tmp_path, TrainConfig(patience=2), tensorboard=tensorboard)
+    boards = [c for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)]
+    assert [b.log_dir for b in boards] == ([str(tmp_path / "logs")] if tensorboard else [])
+    assert isinstance(callbacks[0], keras.callbacks.BackupAndRestore)
+    assert isinstance(callbacks[-1], keras.callbacks.EarlyStopping)
+    # a non-chief worker never writes logs
+    others = make_callbacks(tmp_path, TrainConfig(), chief=False, tensorboard=tensorboard)
+    assert not any(isinstance(c, keras.callbacks.TensorBoard) for c in others)
+
+
+def test_without_tensorboard_training_runs_and_says_no_logs_were_written(
+        export_dir, tmp_path, monkeypatch):
+    import livertumor.training.callbacks
+
+    monkeypatch.setattr(livertumor.training.callbacks, "tensorboard_available", lambda: False)
+    result = train(export_dir, tmp_path / "m", TrainConfig(epochs=1, **TINY), verbose=0)
+    assert (tmp_path / "m" / "model.keras").exists()
+    assert not (tmp_path / "m" / "logs").exists()
+    record = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert record["result"]["tensorboard_logs"] == result["tensorboard_logs"]
+    assert result["tensorboard_logs"].startswith("not written")
+    assert "tensorboard package is not installed" in result["tensorboard_logs"]
+
+
+def test_train_options_are_the_config_fields_with_their_defaults_and_docs(capsys):
+    from dataclasses import fields
+
+    from livertumor.cli import build_parser
+
+    parser = build_parser()
+    assert TrainConfig.from_dict(vars(parser.parse_args(["train", "e", "m"]))) == TrainConfig()
+    args = parser.parse_args(["train", "e", "m", "--architecture", "resnet50_unet",
+                              "--image-size", "64", "--depth", "3", "--learning-rate", "0.01",
+                              "--no-augment", "--no-cache", "--dice-weight", "0.5"])
+    assert TrainConfig.from_dict(vars(args)) == TrainConfig(
+        architecture="resnet50_unet", image_size=64, depth=3, learning_rate=0.01,
+        augment=False, cache=False, dice_weight=0.5)
+    assert parser.parse_args(["train", "e", "m", "--augment"]).augment is True
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "e", "m", "--precision", "float16"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in text
+        assert " ".join(f.metadata["doc"].split()) in text
+    assert "--image-size PX" in text and "(default: 128)" in text
+
+
+def test_train_cli_refuses_invalid_settings_before_training(tmp_path, capsys):
+    from livertumor.cli import main
+
+    code = main(["train", str(tmp_path), str(tmp_path / "m"), "--architecture",
+                 "resnet50_unet", "--image-size", "100"])
+    assert code == 2
+    assert "divisible by 32" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

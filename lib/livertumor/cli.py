@@ -59,13 +59,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, train
 
-    config = TrainConfig(
-        architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
-        image_size=args.image_size, precision=args.precision, strategy=args.strategy,
-        encoder_weights=args.encoder_weights, seed=args.seed, learning_rate=args.learning_rate,
-        base_filters=args.base_filters, steps_per_epoch=args.steps_per_epoch,
-        tumor_oversampling=args.tumor_oversampling, patience=args.patience,
-        augment=not args.no_augment)
+    try:
+        config = TrainConfig.from_dict(vars(args))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     result = train(args.export_dir, args.model_dir, config, verbose=2)
     if result.get("already_trained"):
         print(f"{args.model_dir} already holds a finished run with these settings")
@@ -75,7 +73,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"{result['best_epoch']}: val_loss {best.get('val_loss', float('nan')):.4f}, "
           f"val liver Dice {best.get('val_liver_dice', float('nan')):.3f}, "
           f"val tumor Dice {best.get('val_tumor_dice', float('nan')):.3f}")
-    print(f"model, history and config in {args.model_dir}")
+    print(f"model, history and config in {args.model_dir}; "
+          f"TensorBoard logs: {result['tensorboard_logs']}")
     return 0
 
 
@@ -156,13 +155,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m livertumor",
-        description="Liver and liver-tumor segmentation in CT (LiTS layout).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_demo_data(sub) -> None:
     p = sub.add_parser(
         "demo-data", help="write synthetic LiTS-like CT cases (Kaggle layout)",
         description="Write synthetic abdominal CT volumes with liver/tumor masks in the Kaggle "
@@ -175,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="rewrite cases that already exist")
     p.set_defaults(func=_cmd_demo_data)
 
+
+def _add_cases(sub) -> None:
     p = sub.add_parser(
         "cases", help="list the cases of a LiTS folder and check their headers",
         description="Pair volume-N.nii with segmentation-N.nii anywhere under DATA_DIR and "
@@ -184,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, metavar="OUT.csv", help="also write the table as CSV")
     p.add_argument("--paths", action="store_true", help="show file paths in the printed table")
     p.set_defaults(func=_cmd_cases)
+
+
+def _add_export(sub) -> None:
+    from .data.windowing import WINDOWS
 
     p = sub.add_parser(
         "export", help="export 2-D slices (JPEG images, PNG masks) with a patient-level split",
@@ -202,8 +201,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=2, help="export every k-th slice (default 2)")
     p.add_argument("--size", type=int, default=256,
                    help="side of the square output images in pixels (default 256; 0: original)")
-    from .data.windowing import WINDOWS
-
     p.add_argument("--windows", default="liver,abdomen_soft",
                    help="two comma-separated window names, the red and green channels "
                         f"(default liver,abdomen_soft; known: {', '.join(WINDOWS)})")
@@ -226,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_export)
 
+
+def _add_run(sub) -> None:
     p = sub.add_parser(
         "run", help="run the notebook series headless (papermill)",
         description="Execute the notebooks of a profile (notebooks/params/PROFILE.yaml) in "
@@ -241,40 +240,49 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to export the slices (default: the profile's export_dir)")
     p.set_defaults(func=_cmd_run)
 
-    from .training import ARCHITECTURES, PRECISIONS, STRATEGIES, TrainConfig
 
-    d = TrainConfig()
+def _add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
+    """One option per field of a settings dataclass: ``--name-with-dashes``.
+
+    Type and default come from the field, the help text from ``metadata["doc"]``, choices and
+    metavar from ``metadata["choices"]`` and ``metadata["metavar"]``; a bool field becomes a
+    ``--name`` / ``--no-name`` pair. The option's dest is the field name, so
+    ``cls.from_dict(vars(args))`` builds the settings.
+    """
+    import dataclasses
+    import typing
+
+    types = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        meta = {"help": f.metadata.get("doc", "").replace("%", "%%"), "default": f.default}
+        if types[f.name] is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **meta)
+            continue
+        for key in ("choices", "metavar"):
+            if f.metadata.get(key) is not None:
+                meta[key] = f.metadata[key]
+        parser.add_argument(flag, type=types[f.name], **meta)
+
+
+def _add_train(sub) -> None:
+    from .training import TrainConfig
+
     p = sub.add_parser(
         "train", help="train a U-Net or ResNet-50 U-Net on an export folder",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train on the train split of EXPORT_DIR (some training cases held out for "
                     "validation) and write MODEL_DIR: model.keras, best/last checkpoints, "
-                    "history.csv, config.json, preprocessing.json, TensorBoard logs. Run the "
-                    "same command again to resume an interrupted run.")
+                    "history.csv, config.json, preprocessing.json and, when the tensorboard "
+                    "package is installed, TensorBoard logs. Run the same command again to "
+                    "resume an interrupted run.")
     p.add_argument("export_dir", type=Path, metavar="EXPORT_DIR")
     p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
-    p.add_argument("--architecture", choices=ARCHITECTURES, default=d.architecture)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--image-size", type=int, default=d.image_size, metavar="PX")
-    p.add_argument("--precision", choices=PRECISIONS, default=d.precision)
-    p.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
-                   help="auto: one device; mirrored: all local GPUs; multi_worker: the "
-                        "TF_CONFIG cluster, one process per host running this same command "
-                        "(see README, Several machines)")
-    p.add_argument("--encoder-weights", default=d.encoder_weights,
-                   help="none, imagenet (a local file; nothing is downloaded) or a path")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--base-filters", type=int, default=d.base_filters, help="U-Net width")
-    p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch,
-                   help="0: slices / batch size")
-    p.add_argument("--tumor-oversampling", type=float, default=d.tumor_oversampling,
-                   help="draw slices with tumor this many times as often as the others")
-    p.add_argument("--patience", type=int, default=d.patience,
-                   help="early-stopping patience in epochs (0: off)")
-    p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    _add_dataclass_options(p, TrainConfig)
     p.set_defaults(func=_cmd_train)
 
+
+def _add_score(sub) -> None:
     p = sub.add_parser(
         "score", help="LiTS scores of a predicted segmentation against the reference",
         description="Dice, IoU, VOE, RVD, ASSD, HD95 and maximum surface distance (mm) for "
@@ -288,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print all scores as JSON")
     p.set_defaults(func=_cmd_score)
 
+
+def _add_segment(sub) -> None:
     p = sub.add_parser(
         "segment", help="segment a CT volume with a trained model, output on its own grid",
         description="Predict liver and tumor on every axial slice of VOLUME with the model and "
@@ -302,6 +312,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep only the largest connected liver region (tumors inside it)")
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=_cmd_segment)
+
+
+SUBCOMMANDS = (_add_demo_data, _add_cases, _add_export, _add_run, _add_train, _add_score,
+               _add_segment)
+"""The subcommands in the order ``--help`` lists them; each adds its parser."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m livertumor`` parser: one subcommand per pipeline stage."""
+    parser = argparse.ArgumentParser(
+        prog="python -m livertumor",
+        description="Liver and liver-tumor segmentation in CT (LiTS layout).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 

@@ -7,16 +7,9 @@ Keras is imported on first use of a Keras-dependent name (PEP 562), so that
 
 import importlib
 
+from .config import ARCHITECTURES, PRECISIONS, STRATEGIES, TrainConfig, build_model
 from .dataset import Augmentation, load_manifest, make_dataset, split_validation
-from .trainer import (
-    ARCHITECTURES,
-    PRECISIONS,
-    STRATEGIES,
-    TrainConfig,
-    build_model,
-    read_history,
-    train,
-)
+from .trainer import read_history, train
 
 _LAZY = {
     "build_unet": "models", "build_resnet50_unet": "models", "load_model": "models",

@@ -2,12 +2,14 @@
 
 Keras 3's ``Model.fit`` does not run under ``MultiWorkerMirroredStrategy`` (keras-team/keras
 issue 20585: two workers fail in ``fit`` with "Attempt to convert a value (PerReplica ...)"),
-so multi-worker training has its own loop here: one ``strategy.run`` step with
-``tf.GradientTape`` per batch. Everything else is shared with the single-host path in
+so multi-worker training has its own loop here (:func:`fit_multi_worker`): one
+``strategy.run`` step with ``tf.GradientTape`` per batch, where one host runs ``Model.fit``
+(:mod:`.single_host`). Everything else is shared by the two loops and set up once in
 :mod:`.trainer`: the model, the loss (:class:`.losses.DiceCrossEntropy`), the metrics
-(:func:`.metrics.segmentation_metrics`), and the Keras callbacks that write ``history.csv``,
-``best.keras``, ``last.keras``, TensorBoard logs and the ``BackupAndRestore`` state, which this
-loop drives as ``fit`` would.
+(:func:`.metrics.segmentation_metrics`), the input pipelines (:mod:`.inputs`), and the Keras
+callbacks (:mod:`.callbacks`) that write ``history.csv``, ``best.keras``, ``last.keras``,
+TensorBoard logs (when ``tensorboard`` is installed) and the ``BackupAndRestore`` state, which
+this loop drives as ``fit`` would.
 
 The cluster comes from the standard ``TF_CONFIG`` environment variable, e.g. for worker 1 of 2
 on one host::
@@ -185,57 +187,87 @@ def _empty_batches(count: int, image_size: int):
     return tf.data.Dataset.from_tensors(empty).repeat(count)
 
 
-def fit_multi_worker(strategy, model, loss, train_metrics, val_metrics, train_dataset_fn,
-                     val_rows: pd.DataFrame | None, config, steps: int, callbacks,
-                     verbose: int | str = 0) -> dict:
-    """Train ``model`` as ``Model.fit`` would, with one ``strategy.run`` step per batch.
+@dataclass
+class _LoopMetrics:
+    """What the multi-worker loop tracks: the mean loss and the segmentation metrics, for
+    training and for validation (named ``val_<name>``). Created under the strategy's scope."""
 
-    Parameters
-    ----------
-    strategy : a ``tf.distribute`` strategy (made for ``MultiWorkerMirroredStrategy``; works
-        with any)
-    model : compiled Keras model built under ``strategy.scope()`` (its optimizer is used)
-    loss : Keras loss; it divides by the number of replicas itself (Keras 3 on TensorFlow), so
-        the all-reduced gradients are those of the global batch mean
-    train_metrics, val_metrics : lists of Keras metrics built under ``strategy.scope()``; the
-        validation ones are named ``val_<name>``
-    train_dataset_fn : callable(tf.distribute.InputContext) -> endless ``tf.data.Dataset`` of
-        per-replica ``(image, mask)`` batches (see ``distribute_datasets_from_function``)
-    val_rows : manifest rows of the validation slices, or None
-    config : :class:`.trainer.TrainConfig` (epochs, batch size, image size, cache)
-    steps : training steps (global batches) per epoch
-    callbacks : Keras callbacks, called as ``fit`` calls them (``BackupAndRestore`` sets the
-        first epoch through ``model._initial_epoch``, as in ``fit``)
-    verbose : as ``fit``'s: 0 silent, 1 a progress bar, 2 one line per epoch, ``"auto"`` 1
+    loss: object
+    val_loss: object
+    train: list
+    val: list
+
+    @classmethod
+    def create(cls, strategy, model) -> _LoopMetrics:
+        """The loop's metrics, and the optimizer's variables, under ``strategy.scope()``.
+
+        Variables are created in the scope only, identically on every worker (creating one
+        broadcasts its value): the optimizer's are built here, before ``BackupAndRestore``
+        restores them.
+        """
+        import keras
+
+        from .metrics import segmentation_metrics
+
+        with strategy.scope():
+            train = segmentation_metrics()
+            val = segmentation_metrics(prefix="val_")
+            model.optimizer.build(model.trainable_variables)
+            loss = keras.metrics.Mean(name="loss")
+            val_loss = keras.metrics.Mean(name="val_loss")
+        return cls(loss, val_loss, train, val)
+
+    def reset(self) -> None:
+        for metric in [self.loss, self.val_loss, *self.train, *self.val]:
+            metric.reset_state()
+
+    def logged(self, validation: bool) -> list:
+        """The metrics of an epoch's logs, in ``fit``'s order."""
+        return [self.loss, *self.train, *([self.val_loss, *self.val] if validation else [])]
+
+
+def _distributed_inputs(strategy, fit_rows: pd.DataFrame, val_rows: pd.DataFrame | None,
+                        config):
+    """The per-worker training stream and validation pass, distributed over the replicas.
+
+    Each input pipeline reads its share of the training rows (:func:`shard_rows`), with its
+    own seed; the validation batches are spread by :func:`validation_batches`.
 
     Returns
     -------
-    dict: ``images_seen`` (images this worker trained on in this call), ``epochs_run`` (in this
-    call), ``initial_epoch``.
+    (distributed training dataset, distributed validation dataset or None)
     """
-    import keras
-    import tensorflow as tf
-
-    from .dataset import make_dataset
+    from .inputs import training_dataset, validation_dataset
 
     replicas = strategy.num_replicas_in_sync
     per_replica = config.batch_size // replicas
-    with strategy.scope():
-        loss_tracker = keras.metrics.Mean(name="loss")
-        val_loss_tracker = keras.metrics.Mean(name="val_loss")
-    train_data = strategy.distribute_datasets_from_function(train_dataset_fn)
+
+    def train_dataset_fn(context):
+        return training_dataset(
+            shard_rows(fit_rows, context.input_pipeline_id, context.num_input_pipelines),
+            config, context.get_per_replica_batch_size(config.batch_size),
+            seed=config.seed + 7919 * context.input_pipeline_id)
 
     def val_dataset_fn(context):
         rows, real, empty = validation_batches(val_rows, per_replica, context.input_pipeline_id,
                                                context.num_input_pipelines, replicas)
         parts = _empty_batches(empty, config.image_size)
         if real:
-            parts = make_dataset(rows, per_replica, config.image_size,
-                                 cache=config.cache).concatenate(parts)
+            parts = validation_dataset(rows, config, per_replica).concatenate(parts)
         return parts
 
+    train_data = strategy.distribute_datasets_from_function(train_dataset_fn)
     val_data = (strategy.distribute_datasets_from_function(val_dataset_fn)
                 if val_rows is not None and len(val_rows) else None)
+    return train_data, val_data
+
+
+def _step_functions(strategy, model, loss, metrics: _LoopMetrics, validation: bool):
+    """The compiled steps of the loop: ``train_step(iterator)`` (one global batch; returns the
+    per-replica batch sizes), ``val_step(batch)`` and ``results()`` (the epoch's logs)."""
+    import tensorflow as tf
+
+    replicas = strategy.num_replicas_in_sync
 
     def replica_train_step(images, masks):
         with tf.GradientTape() as tape:
@@ -244,8 +276,8 @@ def fit_multi_worker(strategy, model, loss, train_metrics, val_metrics, train_da
             scaled = model.optimizer.scale_loss(value)
         grads = tape.gradient(scaled, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        loss_tracker.update_state(value * replicas)
-        for metric in train_metrics:
+        metrics.loss.update_state(value * replicas)
+        for metric in metrics.train:
             metric.update_state(masks, probs)
         return tf.shape(images)[0]
 
@@ -254,9 +286,9 @@ def fit_multi_worker(strategy, model, loss, train_metrics, val_metrics, train_da
 
         def score():
             probs = model(images, training=False)
-            val_loss_tracker.update_state(loss(masks, probs) * replicas,
+            metrics.val_loss.update_state(loss(masks, probs) * replicas,
                                           sample_weight=tf.cast(count, tf.float32))
-            for metric in val_metrics:
+            for metric in metrics.val:
                 metric.update_state(masks, probs)
             return count
 
@@ -274,11 +306,47 @@ def fit_multi_worker(strategy, model, loss, train_metrics, val_metrics, train_da
     @tf.function
     def results():
         # result() sums a metric's counts over all workers: a collective every worker joins
-        trackers = [loss_tracker, *train_metrics]
-        if val_data is not None:
-            trackers += [val_loss_tracker, *val_metrics]
-        return {metric.name: metric.result() for metric in trackers}
+        return {metric.name: metric.result() for metric in metrics.logged(validation)}
 
+    return train_step, val_step, results
+
+
+def fit_multi_worker(strategy, model, loss, fit_rows: pd.DataFrame,
+                     val_rows: pd.DataFrame | None, config, steps: int, callbacks,
+                     verbose: int | str = 0) -> dict:
+    """Train ``model`` as ``Model.fit`` would, with one ``strategy.run`` step per batch.
+
+    Builds its own input pipelines (each worker reads its share of ``fit_rows``; every
+    validation slice is scored once over all workers) and its own metrics (those of
+    :func:`.metrics.segmentation_metrics`, and the mean loss).
+
+    Parameters
+    ----------
+    strategy : a ``tf.distribute`` strategy (made for ``MultiWorkerMirroredStrategy``; works
+        with any)
+    model : compiled Keras model built under ``strategy.scope()`` (its optimizer is used)
+    loss : Keras loss; it divides by the number of replicas itself (Keras 3 on TensorFlow), so
+        the all-reduced gradients are those of the global batch mean
+    fit_rows : manifest rows of the training slices (all workers' rows)
+    val_rows : manifest rows of the validation slices, or None
+    config : :class:`.config.TrainConfig` (epochs, global batch size, image size, seed,
+        sampling, augmentation, cache)
+    steps : training steps (global batches) per epoch
+    callbacks : Keras callbacks, called as ``fit`` calls them (``BackupAndRestore`` sets the
+        first epoch through ``model._initial_epoch``, as in ``fit``)
+    verbose : as ``fit``'s: 0 silent, 1 a progress bar, 2 one line per epoch, ``"auto"`` 1
+
+    Returns
+    -------
+    dict: ``images_seen`` (images this worker trained on in this call), ``epochs_run`` (in this
+    call), ``initial_epoch``.
+    """
+    import keras
+
+    metrics = _LoopMetrics.create(strategy, model)
+    train_data, val_data = _distributed_inputs(strategy, fit_rows, val_rows, config)
+    train_step, val_step, results = _step_functions(strategy, model, loss, metrics,
+                                                    val_data is not None)
     callback_list = keras.callbacks.CallbackList(
         callbacks, add_history=False, add_progbar=verbose != 0, model=model,
         verbose=1 if verbose == "auto" else verbose, epochs=config.epochs, steps=steps)
@@ -288,8 +356,7 @@ def fit_multi_worker(strategy, model, loss, train_metrics, val_metrics, train_da
     iterator = iter(train_data)
     seen, epochs_run, logs = 0, 0, {}
     for epoch in range(initial_epoch, config.epochs):
-        for metric in [loss_tracker, val_loss_tracker, *train_metrics, *val_metrics]:
-            metric.reset_state()
+        metrics.reset()
         callback_list.on_epoch_begin(epoch)
         counts = []
         for step in range(steps):
@@ -298,9 +365,8 @@ def fit_multi_worker(strategy, model, loss, train_metrics, val_metrics, train_da
             callback_list.on_train_batch_end(step)
         seen += sum(int(c) for step_counts in counts
                     for c in strategy.experimental_local_results(step_counts))
-        if val_data is not None:
-            for batch in val_data:
-                val_step(batch)
+        for batch in val_data if val_data is not None else ():
+            val_step(batch)
         logs = {name: float(value) for name, value in results().items()}
         callback_list.on_epoch_end(epoch, logs)
         epochs_run += 1

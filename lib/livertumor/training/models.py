@@ -54,29 +54,31 @@ IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 UPSAMPLING_MODES = ("transpose", "bilinear")
 
 
-@keras.saving.register_keras_serializable(package="livertumor")
-class ImageNetPreprocessing(layers.Layer):
+def imagenet_preprocessing(inputs, name: str = "imagenet_preprocessing"):
     """ImageNet "caffe" preprocessing of [0, 1] images, as the Keras ResNet-50 weights expect.
 
-    Computes ``x * 255``, reverses the channel order (RGB to BGR) and subtracts the ImageNet
-    channel means (103.939, 116.779, 123.68 for B, G, R): the same as
-    ``keras.applications.resnet50.preprocess_input(x * 255)``, but as a layer saved with the
-    model. It always computes in float32 (the subtraction would lose a grey level in bfloat16);
-    the first convolution casts to the policy's compute dtype.
+    Computes ``x * 255``, subtracts the ImageNet channel means and reverses the channel order
+    (RGB to BGR): the same numbers as ``keras.applications.resnet50.preprocess_input(x * 255)``.
+    It is a built-in ``Rescaling`` layer (scale 255, offset minus the means in RGB order),
+    pinned to float32 so that the subtraction does not lose a grey level under a mixed policy
+    (the first convolution casts to the policy's compute dtype), followed by a ``flip`` of the
+    channel axis (a ``keras.ops`` node of the graph). Neither holds weights, and both are part
+    of Keras itself, so a saved model loads with plain ``keras.saving.load_model``, and
+    ResNet-50 weight files still fit the encoder layer by layer.
 
-    Input: ``(..., 3)`` floats in [0, 1]; output: same shape, float32, about [-124, 152].
+    Parameters
+    ----------
+    inputs : symbolic tensor ``(B, H, W, 3)``, floats in [0, 1]
+    name : str
+        Name of the ``Rescaling`` layer.
+
+    Returns
+    -------
+    Symbolic tensor, same shape, float32, about [-124, 152].
     """
-
-    def __init__(self, **kwargs):
-        kwargs["dtype"] = "float32"
-        super().__init__(**kwargs)
-
-    def call(self, inputs):
-        x = ops.flip(ops.cast(inputs, "float32") * 255.0, axis=-1)
-        return x - ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype="float32")
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    offset = [-mean for mean in reversed(IMAGENET_BGR_MEAN)]  # RGB order, before the flip
+    x = layers.Rescaling(255.0, offset=offset, dtype="float32", name=name)(inputs)
+    return ops.flip(x, axis=-1)
 
 
 def _check_common(input_shape, num_classes, dropout, upsampling, multiple: int, what: str):
@@ -266,7 +268,7 @@ def build_resnet50_unet(
 ) -> keras.Model:
     """A U-Net decoder on a ``keras.applications.ResNet50`` encoder.
 
-    The [0, 1] input goes through :class:`ImageNetPreprocessing` (x 255, RGB to BGR, minus the
+    The [0, 1] input goes through :func:`imagenet_preprocessing` (x 255, RGB to BGR, minus the
     ImageNet channel means), the preprocessing the ImageNet weights were trained with. The JPG
     channels are not RGB photographs, but this keeps their scale where the pretrained filters
     expect it; with random weights it is a harmless fixed affine map, so both cases share one
@@ -325,6 +327,29 @@ def build_resnet50_unet(
     >>> model.output_shape
     (None, 64, 64, 3)
     """
+    decoder_filters = _check_resnet50_unet(input_shape, num_classes, dropout, upsampling,
+                                           decoder_filters)
+    weights_path = _resolve_encoder_weights(encoder_weights)
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    encoder = _resnet50_encoder(imagenet_preprocessing(inputs), weights_path, freeze_encoder)
+    x = encoder.get_layer(RESNET50_BOTTLENECK).output
+    if dropout > 0:
+        x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
+    skips = [encoder.get_layer(name).output for name in reversed(RESNET50_SKIP_LAYERS)]
+    x = _resnet50_decoder(x, skips, decoder_filters, upsampling)
+    return keras.Model(inputs, _head(x, num_classes), name=name)
+
+
+def _check_resnet50_unet(input_shape, num_classes, dropout, upsampling, decoder_filters
+                         ) -> tuple[int, ...]:
+    """Validate the ResNet-50 U-Net's arguments; return ``decoder_filters`` as a tuple.
+
+    Raises
+    ------
+    ValueError
+        A side that is not a multiple of 32, channels other than 3, not 5 positive decoder
+        filter counts, or another invalid argument (see :func:`_check_common`).
+    """
     _check_common(input_shape, num_classes, dropout, upsampling, 32,
                   "the ResNet-50 encoder (total stride 32)")
     if input_shape[2] != 3:
@@ -333,10 +358,21 @@ def build_resnet50_unet(
     if len(decoder_filters) != 5 or not all(isinstance(f, int) and f > 0
                                              for f in decoder_filters):
         raise ValueError(f"decoder_filters must be 5 positive ints, got {decoder_filters!r}")
-    weights_path = _resolve_encoder_weights(encoder_weights)
+    return decoder_filters
 
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = ImageNetPreprocessing(name="imagenet_preprocessing")(inputs)
+
+def _resnet50_encoder(x, weights_path: str | None, freeze: bool) -> keras.Model:
+    """``keras.applications.ResNet50`` without its top, on the preprocessed tensor ``x``.
+
+    Its layers keep their Keras names and become layers of the model built on ``x``'s input.
+    ``weights_path``: a local weights file, or None (random initialisation). ``freeze``: make
+    every encoder layer non-trainable.
+
+    Raises
+    ------
+    EncoderWeightsError
+        The file cannot be read as ResNet-50 weights without the classifier.
+    """
     try:
         encoder = keras.applications.ResNet50(include_top=False, weights=weights_path,
                                               input_tensor=x)
@@ -347,37 +383,46 @@ def build_resnet50_unet(
             f"its classifier, like {IMAGENET_NOTOP_FILE}); Keras says: {keras_reason}",
             weights_path,
         ) from err
-    if freeze_encoder:
+    if freeze:
         for layer in encoder.layers:
             layer.trainable = False
+    return encoder
 
-    x = encoder.get_layer(RESNET50_BOTTLENECK).output
-    if dropout > 0:
-        x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
-    skip_names = (*reversed(RESNET50_SKIP_LAYERS), None)
-    for stage, (filters, skip_name) in enumerate(zip(decoder_filters, skip_names,
-                                                     strict=True), start=1):
+
+def _resnet50_decoder(x, skips, decoder_filters: tuple[int, ...], upsampling: str):
+    """Five decoder stages ``dec1`` .. ``dec5`` from the bottleneck ``x`` (1/32) to full size.
+
+    Stage i upsamples x2 (:func:`_upsample`), concatenates ``skips[i]`` (the encoder features of
+    the new size: 1/16, 1/8, 1/4, 1/2; the fifth stage has none) and applies
+    :func:`_conv_block` with ``decoder_filters[i]`` filters.
+    """
+    for stage, (filters, skip) in enumerate(zip(decoder_filters, (*skips, None), strict=True),
+                                            start=1):
         prefix = f"dec{stage}"
         x = _upsample(x, filters, upsampling, prefix)
-        if skip_name is not None:
-            skip = encoder.get_layer(skip_name).output
+        if skip is not None:
             x = layers.Concatenate(name=f"{prefix}_concat")([x, skip])
         x = _conv_block(x, filters, prefix)
-    return keras.Model(inputs, _head(x, num_classes), name=name)
+    return x
 
 
 def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
-    """Load a saved ``model.keras`` holding this package's layers, loss and metrics.
+    """Load a saved ``model.keras``, compiled with this package's loss and metrics.
 
-    Importing this module registers :class:`ImageNetPreprocessing`,
+    The models themselves are built-in Keras layers only: ``keras.saving.load_model(path,
+    compile=False)`` reads them without this package. Compiling needs
     :class:`~livertumor.training.losses.DiceCrossEntropy` and the metrics of
-    :mod:`livertumor.training.metrics` with Keras, so ``keras.saving.load_model`` finds them.
+    :mod:`livertumor.training.metrics`, which importing this module registers with Keras; and
+    files saved by earlier versions hold a custom preprocessing layer, which
+    :mod:`.legacy_layers` registers.
 
     Raises
     ------
     LiverTumorError
         When the file does not exist.
     """
+    from . import legacy_layers  # noqa: F401  (registers the layers of older files)
+
     path = Path(path)
     if not path.is_file():
         raise LiverTumorError("model file not found (train a model first)", path)

@@ -1,0 +1,149 @@
+"""The Keras callbacks of a training run: what makes it resumable and what it writes.
+
+Both training loops (``Model.fit`` on one host, :func:`.distributed.fit_multi_worker` across
+workers) drive the same list, made by :func:`make_callbacks`:
+
+- ``BackupAndRestore`` in ``backup/``: weights, optimizer state and epoch of the last finished
+  epoch, restored when a killed run is started again;
+- :class:`ResumableHistory`: ``history.csv``, one row per epoch;
+- ``ModelCheckpoint``: ``best.keras`` (lowest ``val_loss``) and ``last.keras``;
+- ``TensorBoard`` logs in ``logs/``, only when the ``tensorboard`` package is installed;
+- ``EarlyStopping`` on ``val_loss`` when ``patience`` > 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+from pathlib import Path
+
+import keras
+
+from ..atomic import atomic_path
+from .config import MONITOR, TrainConfig
+
+
+class ResumableHistory(keras.callbacks.Callback):
+    """``history.csv`` rewritten atomically after every epoch, resumable.
+
+    On the first epoch of a call (the epoch ``BackupAndRestore`` resumes from), rows of epochs
+    that will run again are dropped, and the best ``val_loss`` seen so far is handed to the
+    checkpoint and to early stopping, so that they go on where they were.
+
+    Parameters
+    ----------
+    path : path of ``history.csv``
+    checkpoint : the best-model ``ModelCheckpoint``, or None
+    early_stopping : the ``EarlyStopping`` callback, or None
+    write : bool
+        False on a non-chief worker: the same state, nothing written.
+    """
+
+    def __init__(self, path: Path, checkpoint, early_stopping, write: bool = True):
+        super().__init__()
+        self.path, self.checkpoint, self.early_stopping = path, checkpoint, early_stopping
+        self.write = write
+        self.rows: list[dict] | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.rows is not None:
+            return
+        rows = []
+        if self.path.exists():
+            with open(self.path, newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < epoch]
+        self.rows = rows
+        scores = [float(r[MONITOR]) for r in rows if r.get(MONITOR) not in (None, "")]
+        if scores:
+            best_i = min(range(len(scores)), key=scores.__getitem__)
+            if self.checkpoint is not None:
+                self.checkpoint.best = scores[best_i]
+            if self.early_stopping is not None:
+                self.early_stopping.best = scores[best_i]
+                self.early_stopping.best_epoch = best_i
+                self.early_stopping.wait = len(scores) - 1 - best_i
+
+    def on_epoch_end(self, epoch, logs=None):
+        lr = self.model.optimizer.learning_rate
+        row = {"epoch": epoch, "learning_rate": float(keras.ops.convert_to_numpy(lr))}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        self.rows.append(row)
+        if not self.write:
+            return
+        keys = list(dict.fromkeys(k for r in self.rows for k in r))
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+class RestoreOnly(keras.callbacks.BackupAndRestore):
+    """Restores the chief's backup at the start; never saves or deletes it (non-chief
+    workers of a multi-worker run)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+
+def tensorboard_available() -> bool:
+    """Whether the ``tensorboard`` package can be imported.
+
+    ``keras.callbacks.TensorBoard`` writes its scalars with ``tf.summary``, which that package
+    provides; without it, training runs without TensorBoard logs.
+    """
+    try:
+        importlib.import_module("tensorboard")
+    except ImportError:
+        return False
+    return True
+
+
+def make_callbacks(model_dir: Path, config: TrainConfig, extra=None, chief: bool = True,
+                   tensorboard: bool = True) -> list:
+    """The callbacks of a run, in the order they must be called.
+
+    Parameters
+    ----------
+    model_dir : the model folder (exists on the chief)
+    config : TrainConfig (``patience``)
+    extra : list of Keras callbacks, optional
+        Appended after the standard ones.
+    chief : bool
+        False (a non-chief worker of a multi-worker run): the same state (resume epoch, history,
+        early stopping), but nothing is written.
+    tensorboard : bool
+        Add the ``TensorBoard`` callback (``logs/``); pass :func:`tensorboard_available`.
+
+    Returns
+    -------
+    list of ``keras.callbacks.Callback``; ``BackupAndRestore`` (or :class:`RestoreOnly`) first,
+    since it sets the epoch before anything else looks at it.
+    """
+    stopper = (keras.callbacks.EarlyStopping(monitor=MONITOR, mode="min",
+                                             patience=config.patience)
+               if config.patience > 0 else None)
+    backup_dir = str(model_dir / "backup")
+    if not chief:
+        callbacks = [RestoreOnly(backup_dir),
+                     ResumableHistory(model_dir / "history.csv", None, stopper, write=False)]
+    else:
+        best = keras.callbacks.ModelCheckpoint(str(model_dir / "best.keras"), monitor=MONITOR,
+                                               mode="min", save_best_only=True)
+        callbacks = [
+            keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
+            ResumableHistory(model_dir / "history.csv", best, stopper),
+            best,
+            keras.callbacks.ModelCheckpoint(str(model_dir / "last.keras")),
+        ]
+        if tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(str(model_dir / "logs"),
+                                                         write_graph=False))
+    if stopper is not None:
+        callbacks.append(stopper)
+    return callbacks + list(extra or [])

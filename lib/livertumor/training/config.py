@@ -1,0 +1,147 @@
+"""The settings of one training run (:class:`TrainConfig`) and the model they describe.
+
+Each setting is documented once, next to its field (``field.metadata["doc"]``); the class
+docstring's attribute list and the ``python -m livertumor train`` options are made from it.
+This module imports no Keras or TensorFlow until :func:`build_model` is called.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+ARCHITECTURES = ("unet", "resnet50_unet")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "mirrored", "multi_worker")
+
+MONITOR = "val_loss"
+"""The quantity the best checkpoint and early stopping follow (lower is better)."""
+
+
+def _setting(default, doc: str, choices: tuple[str, ...] | None = None,
+             metavar: str | None = None):
+    """A dataclass field with its documentation (and, for the command line, choices and
+    metavar) in ``field.metadata``."""
+    return field(default=default, metadata={"doc": doc, "choices": choices, "metavar": metavar})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run (all JSON-serialisable; saved as ``config.json``).
+
+    Raises
+    ------
+    ValueError
+        On construction, for a value outside the allowed choices, a ResNet-50 U-Net image size
+        that is not a multiple of 32, ``epochs`` or ``batch_size`` < 1, or ``image_size`` < 16.
+
+    Examples
+    --------
+    >>> TrainConfig(epochs=3).batch_size
+    16
+    >>> TrainConfig.from_dict({"epochs": 3, "export_dir": "x"}).epochs  # extra keys ignored
+    3
+    """
+
+    architecture: str = _setting(
+        "unet", "the network: unet (U-Net) or resnet50_unet (U-Net decoder on a ResNet-50 "
+        "encoder)", choices=ARCHITECTURES)
+    epochs: int = _setting(20, "number of epochs (early stopping may end sooner)")
+    batch_size: int = _setting(
+        16, "global batch in slices, split evenly over the replicas of the strategy")
+    image_size: int = _setting(
+        128, "model input side in pixels (a multiple of 32 for resnet50_unet)", metavar="PX")
+    precision: str = _setting(
+        "float32", "float32, mixed_float16 (NVIDIA GPUs) or mixed_bfloat16 (recent CPUs, "
+        "TPUs, Ampere and later GPUs)", choices=PRECISIONS)
+    strategy: str = _setting(
+        "auto", "auto: the default device; mirrored: all local GPUs (or logical CPUs); "
+        "multi_worker: MultiWorkerMirroredStrategy over the TF_CONFIG cluster, one process per "
+        "host running this same command (see livertumor.training.distributed and the README, "
+        "Several machines)", choices=STRATEGIES)
+    encoder_weights: str = _setting(
+        "none", "ResNet-50 encoder weights: none, imagenet (a local file; nothing is "
+        "downloaded) or a path")
+    seed: int = _setting(
+        0, "seeds Python, numpy and Keras (keras.utils.set_random_seed) and the data pipeline")
+    learning_rate: float = _setting(
+        1e-3, "peak learning rate of Adam with cosine decay over all steps")
+    base_filters: int = _setting(
+        16, "U-Net width: filters of the first level (ignored by resnet50_unet)")
+    depth: int = _setting(4, "U-Net number of 2x2 poolings (ignored by resnet50_unet)")
+    steps_per_epoch: int = _setting(
+        0, "training batches per epoch; 0: one pass's worth (slices / batch size)")
+    validation_fraction: float = _setting(
+        0.2, "share of the training cases held out for validation (whole cases)")
+    tumor_oversampling: float = _setting(
+        3.0, "slices with tumor are drawn this many times as often as slices without")
+    dice_weight: float = _setting(1.0, "weight of the soft-Dice term against cross-entropy")
+    patience: int = _setting(
+        10, "epochs without a better val_loss before early stopping (0: never stop early)")
+    augment: bool = _setting(
+        True, "data augmentation: small rotations, zooms, shifts, brightness and contrast "
+        "changes")
+    cache: bool = _setting(
+        True, "keep the decoded slices in memory after the first pass (about 6 GB for full "
+        "LiTS at 256 px)")
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, "
+                             f"got {self.architecture!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.architecture == "resnet50_unet" and self.image_size % 32:
+            raise ValueError(f"the ResNet-50 U-Net needs an image size divisible by 32, "
+                             f"got {self.image_size}")
+        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
+            raise ValueError("epochs and batch_size must be >= 1 and image_size >= 16")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Build from a dict, ignoring keys that are not settings (e.g. notebook parameters,
+        ``globals()`` of a notebook, or parsed command-line arguments)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def _attributes_section(cls) -> str:
+    """The numpydoc ``Attributes`` section of a dataclass whose fields carry a ``doc``."""
+    lines = ["    Attributes", "    ----------"]
+    for f in fields(cls):
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        lines += [f"    {f.name} : {kind}, default {f.default!r}",
+                  f"        {f.metadata['doc']}"]
+    return "\n".join(lines) + "\n\n"
+
+
+if TrainConfig.__doc__:  # None under python -OO
+    TrainConfig.__doc__ = TrainConfig.__doc__.replace(
+        "    Raises\n", _attributes_section(TrainConfig) + "    Raises\n", 1)
+
+
+def _encoder_weights(value: str):
+    return None if value in ("none", "", None) else value
+
+
+def build_model(config: TrainConfig):
+    """The Keras model a config describes (uncompiled).
+
+    Returns
+    -------
+    keras.Model
+        Input ``(B, image_size, image_size, 3)`` float32 in [0, 1]; output
+        ``(B, image_size, image_size, 3)`` float32 class probabilities.
+
+    Raises
+    ------
+    EncoderWeightsError
+        ``encoder_weights`` names a file that is missing or does not fit (ResNet-50 U-Net).
+    """
+    from .models import build_resnet50_unet, build_unet
+
+    shape = (config.image_size, config.image_size, 3)
+    if config.architecture == "unet":
+        return build_unet(shape, base_filters=config.base_filters, depth=config.depth)
+    return build_resnet50_unet(shape, encoder_weights=_encoder_weights(config.encoder_weights))
