@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -216,3 +217,32 @@ def test_train_cli_refuses_invalid_settings_before_training(tmp_path, capsys):
     assert code == 2
     assert "divisible by 32" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_cascade_of_trained_models_segments_on_the_input_grid(export_dir, tmp_path):
+    """Whole-slice liver model and a context-channel ROI tumor model, trained briefly on the
+    same cases, assembled into a cascade that segments a held-out volume on its own grid."""
+    import nibabel as nib
+
+    from livertumor.export import export_slices, load_export
+    from livertumor.inference import load_predictor, segment, write_cascade
+
+    whole = load_export(export_dir)
+    raw = Path(whole.cases["volume_path"].iloc[0]).parents[1]
+    roi = export_slices(raw, tmp_path / "roi", every=2, size=64, test_fraction=0.2, seed=0,
+                        workers=1, progress=False, roi=True, context=1)
+    assert roi.cases.set_index("case_id")["split"].equals(
+        whole.cases.set_index("case_id")["split"])
+    quick = dict(epochs=1, batch_size=4, image_size=64, base_filters=4, depth=2,
+                 steps_per_epoch=2, patience=0)
+    train(export_dir, tmp_path / "liver", TrainConfig(**quick), verbose=0)
+    result = train(roi.out_dir, tmp_path / "tumor", TrainConfig(**quick), verbose=0)
+    assert result["data"]["input_channels"] == 5
+    spec = write_cascade(tmp_path / "cascade", tmp_path / "liver", tmp_path / "tumor")
+    assert load_predictor(spec).tumor.model.input_shape[-1] == 5
+    test = whole.cases[whole.cases["split"] == "test"].iloc[0]
+    out = segment(spec.parent, test["volume_path"], tmp_path / "pred.nii.gz", progress=False)
+    src, pred = nib.load(test["volume_path"]), nib.load(out)
+    assert pred.shape == src.shape
+    np.testing.assert_allclose(pred.affine, src.affine)
+    assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2}

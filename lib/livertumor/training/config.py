@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from ..errors import LiverTumorError
+
 ARCHITECTURES = ("unet", "resnet50_unet")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "mirrored", "multi_worker")
@@ -125,23 +127,30 @@ def _encoder_weights(value: str):
     return None if value in ("none", "", None) else value
 
 
-def build_model(config: TrainConfig):
-    """The Keras model a config describes (uncompiled).
+def build_model(config: TrainConfig, channels: int = 3):
+    """The Keras model a config describes (uncompiled), for inputs of ``channels`` channels
+    (3 image channels, plus the context channels of an export made with ``context``).
 
     Returns
     -------
     keras.Model
-        Input ``(B, image_size, image_size, 3)`` float32 in [0, 1]; output
+        Input ``(B, image_size, image_size, channels)`` float32 in [0, 1]; output
         ``(B, image_size, image_size, 3)`` float32 class probabilities.
 
     Raises
     ------
     EncoderWeightsError
         ``encoder_weights`` names a file that is missing or does not fit (ResNet-50 U-Net).
+    LiverTumorError
+        A ResNet-50 U-Net for other than 3 channels (its encoder takes the 3 image channels).
     """
     from .models import build_resnet50_unet, build_unet
 
-    shape = (config.image_size, config.image_size, 3)
+    if config.architecture == "resnet50_unet" and channels != 3:
+        raise LiverTumorError(f"the ResNet-50 encoder takes the 3 image channels, the export has "
+                              f"{channels} (context slices): train a unet on it, or export "
+                              "without context")
+    shape = (config.image_size, config.image_size, channels)
     if config.architecture == "unet":
         return build_unet(shape, base_filters=config.base_filters, depth=config.depth)
     return build_resnet50_unet(shape, encoder_weights=_encoder_weights(config.encoder_weights))

@@ -94,7 +94,13 @@ def _finished_run(model_dir: Path, config: TrainConfig) -> dict | None:
     return {**record.get("result", {}), "model_dir": str(model_dir), "already_trained": True}
 
 
-def _run_record(export_dir: Path, config: TrainConfig, fit_rows, val_rows, steps: int) -> dict:
+def _input_channels(prep: Path) -> int:
+    """Channels of the export's images: its ``channels`` list (3, plus 2k context channels)."""
+    return len(json.loads(prep.read_text()).get("channels") or ()) or 3
+
+
+def _run_record(export_dir: Path, config: TrainConfig, fit_rows, val_rows, steps: int,
+                channels: int) -> dict:
     """What ``config.json`` holds before training: settings, data, environment."""
     from ..provenance import environment_record
 
@@ -106,7 +112,7 @@ def _run_record(export_dir: Path, config: TrainConfig, fit_rows, val_rows, steps
             "validation_cases": sorted(int(c) for c in val_rows["case_id"].unique()),
             "train_slices": len(fit_rows), "validation_slices": len(val_rows),
             "train_slices_with_tumor": int((fit_rows["tumor_pixels"] > 0).sum()),
-            "steps_per_epoch": steps,
+            "steps_per_epoch": steps, "input_channels": channels,
         },
         **environment_record(),
     }
@@ -152,8 +158,10 @@ def _replicas(strategy, batch_size: int, model_dir: Path) -> int:
     return replicas
 
 
-def _compiled_model(config: TrainConfig, loss, steps: int, with_metrics: bool):
-    """The model of ``config``, compiled with Adam on a cosine-decaying learning rate.
+def _compiled_model(config: TrainConfig, loss, steps: int, with_metrics: bool,
+                    channels: int = 3):
+    """The model of ``config`` for ``channels`` input channels, compiled with Adam on a
+    cosine-decaying learning rate.
 
     Call under the strategy's scope. ``with_metrics=False`` for the multi-worker loop, which
     keeps its own metrics.
@@ -162,7 +170,7 @@ def _compiled_model(config: TrainConfig, loss, steps: int, with_metrics: bool):
 
     from .metrics import segmentation_metrics
 
-    model = build_model(config)
+    model = build_model(config, channels)
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=config.epochs * steps, alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss,
@@ -254,7 +262,8 @@ def train(
     if (finished := _finished_run(model_dir, config)) is not None:
         return finished
     steps = config.steps_per_epoch or max(1, len(fit_rows) // config.batch_size)
-    record = _run_record(export_dir, config, fit_rows, val_rows, steps)
+    channels = _input_channels(prep)
+    record = _run_record(export_dir, config, fit_rows, val_rows, steps, channels)
     if role.is_chief:
         _start_model_dir(model_dir, record, prep)
     tensorboard = tensorboard_available()
@@ -264,7 +273,8 @@ def train(
         replicas = _replicas(strategy, config.batch_size, model_dir)
         with strategy.scope():
             loss = DiceCrossEntropy(dice_weight=config.dice_weight)
-            model = _compiled_model(config, loss, steps, with_metrics=not multi_worker)
+            model = _compiled_model(config, loss, steps, with_metrics=not multi_worker,
+                                    channels=channels)
         history_before = read_history(model_dir)
         callback_list = make_callbacks(model_dir, config, callbacks, chief=role.is_chief,
                                        tensorboard=tensorboard)
