@@ -155,3 +155,30 @@ def test_a_tumor_model_without_liver_box_training_is_refused(tmp_path):
         load_predictor(spec)
     with pytest.raises(LiverTumorError, match="no preprocessing.json"):
         load_predictor(tmp_path / "nothing")
+
+
+def test_cascade_and_segment_commands(tmp_path):
+    import subprocess
+    import sys
+
+    liver = _model_dir(tmp_path / "liver")
+    tumor = _model_dir(tmp_path / "tumor", context=1, roi={"margin_mm": 4.0})
+    ct, truth = _volume()
+    vpath, _ = write_case(tmp_path, 0, ct, truth, spacing=(1.5, 1.5, 2.5))
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"}
+    run = [sys.executable, "-m", "livertumor"]
+    res = subprocess.run(run + ["cascade", str(liver), str(tumor), str(tmp_path / "both")],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    spec = json.loads((tmp_path / "both" / "cascade.json").read_text())
+    assert spec["liver"] == "../liver" and spec["postprocess"]["min_tumor_ml"] == 0.05
+    res = subprocess.run(run + ["segment", str(tmp_path / "both"), str(vpath),
+                                str(tmp_path / "p.nii.gz"), "--tta", "--min-tumor-ml", "0"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    labels = read_mask(tmp_path / "p.nii.gz")
+    assert (labels[38:40, 28:30, 10] == 2).any()  # no minimum volume: the speck stays
+    res = subprocess.run(run + ["cascade", str(liver), str(liver), str(tmp_path / "bad")],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 2 and "--roi" in res.stderr
+    assert not (tmp_path / "bad").exists()

@@ -51,7 +51,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     run_dir = run_series(args.profile, data_dir=absolute(args.data_dir), run_name=args.run,
                          only=only, outputs_dir=absolute(args.outputs_dir),
-                         export_dir=absolute(args.export_dir))
+                         export_dir=absolute(args.export_dir),
+                         project_dir=absolute(args.project_dir))
     print(describe_run(run_dir))
     return 0
 
@@ -108,12 +109,16 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from .inference import segment
+    from .inference import PostProcessing, segment
 
     if not args.out.name.endswith((".nii", ".nii.gz")):
         raise LiverTumorError("output must end in .nii or .nii.gz", args.out)
+    rules = None
+    if args.postprocess or args.min_tumor_ml is not None:
+        rules = PostProcessing(largest_liver=args.postprocess,
+                               min_tumor_ml=args.min_tumor_ml or 0.0)
     out = segment(args.model_dir, args.volume, args.out, args.probabilities,
-                  batch_size=args.batch_size, postprocess=args.postprocess)
+                  batch_size=args.batch_size, postprocess=rules, tta=args.tta)
     print(f"labels written to {out} (0 background, 1 liver, 2 tumor; on the input's grid)")
     if args.probabilities:
         print(f"liver and tumor probabilities written to {args.probabilities}")
@@ -133,7 +138,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     try:
         if args.data_dir is None or args.out_dir is None:
             raise ValueError("DATA_DIR and OUT_DIR are needed (or --merge OUT_DIR)")
-        ExportSettings(args.every, args.size, args.windows, args.test_fraction, args.seed)
+        ExportSettings(args.every, args.size, args.windows, args.test_fraction, args.seed,
+                       roi=args.roi, roi_margin_mm=args.roi_margin_mm, context=args.context)
         if args.workers is not None and args.workers < 0:
             raise ValueError(f"--workers must be positive (0: all CPUs), got {args.workers}")
         if args.shard is not None:
@@ -146,7 +152,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     result = export_slices(args.data_dir, args.out_dir, every=args.every, size=args.size,
                            windows=args.windows, test_fraction=args.test_fraction,
                            seed=args.seed, workers=args.workers or None,
-                           progress=not args.quiet, overwrite=args.overwrite, shard=args.shard)
+                           progress=not args.quiet, overwrite=args.overwrite, shard=args.shard,
+                           roi=args.roi, roi_margin_mm=args.roi_margin_mm,
+                           context=args.context)
     print(result.summary_text())
     if not result.complete:
         print(f"error: {len(result.failed)} usable cases failed while being exported; "
@@ -220,6 +228,14 @@ def _add_export(sub) -> None:
     p.add_argument("--merge", type=Path, metavar="OUT_DIR",
                    help="only write manifest.csv, cases.csv and preprocessing.json of a sharded "
                         "export whose shards have all finished")
+    p.add_argument("--roi", action="store_true",
+                   help="export crops of each case's liver box instead of whole slices (the "
+                        "training data of a cascade's tumor model); the same patient split")
+    p.add_argument("--roi-margin-mm", type=float, default=10.0, metavar="MM",
+                   help="margin of the liver box around the liver (default 10 mm)")
+    p.add_argument("--context", type=int, default=0, metavar="K",
+                   help="add the liver window of K slices below and K above as channels "
+                        "(2.5-D input; default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_export)
 
@@ -238,6 +254,9 @@ def _add_run(sub) -> None:
                    help="parent folder of the run folders (default: outputs)")
     p.add_argument("--export-dir", type=Path,
                    help="where to export the slices (default: the profile's export_dir)")
+    p.add_argument("--project-dir", type=Path,
+                   help="the folder holding notebooks/ (default: found from the working "
+                        "directory upwards)")
     p.set_defaults(func=_cmd_run)
 
 
@@ -299,23 +318,61 @@ def _add_score(sub) -> None:
 
 def _add_segment(sub) -> None:
     p = sub.add_parser(
-        "segment", help="segment a CT volume with a trained model, output on its own grid",
+        "segment", help="segment a CT volume with a model or a cascade, output on its own grid",
         description="Predict liver and tumor on every axial slice of VOLUME with the model and "
-                    "preprocessing of MODEL_DIR, and write a uint8 label map with the "
-                    "volume's shape, affine, qform and sform.")
-    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+                    "preprocessing of MODEL (a model folder written by train), or with a "
+                    "cascade (a folder holding cascade.json, or that file: the liver model, "
+                    "then the tumor model inside the liver's box), and write a uint8 label "
+                    "map with the volume's shape, affine, qform and sform.")
+    p.add_argument("model_dir", type=Path, metavar="MODEL")
     p.add_argument("volume", type=Path, metavar="VOLUME.nii[.gz]")
     p.add_argument("out", type=Path, metavar="OUT.nii.gz")
     p.add_argument("--probabilities", type=Path, metavar="OUT_P.nii.gz",
                    help="also write liver and tumor probabilities (4-D, uint8 scaled)")
     p.add_argument("--postprocess", action="store_true",
                    help="keep only the largest connected liver region (tumors inside it)")
+    p.add_argument("--min-tumor-ml", type=float, metavar="ML",
+                   help="turn tumor components smaller than ML millilitres into liver "
+                        "(default: none; a cascade's own rule)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average over zooms of 0.9, 1 and 1.1 "
+                        "(three times the work)")
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=_cmd_segment)
 
 
+def _cmd_cascade(args: argparse.Namespace) -> int:
+    from .inference import Cascade, PostProcessing, SingleStage, write_cascade
+
+    rules = PostProcessing(largest_liver=args.largest_liver, min_tumor_ml=args.min_tumor_ml)
+    # both folders load and the tumor model was trained on crops, before anything is written
+    Cascade(SingleStage(args.liver_model), SingleStage(args.tumor_model), rules)
+    path = write_cascade(args.out, args.liver_model, args.tumor_model, rules)
+    print(f"cascade written to {path}; segment with: python -m livertumor segment "
+          f"{path.parent} VOLUME.nii.gz OUT.nii.gz")
+    return 0
+
+
+def _add_cascade(sub) -> None:
+    p = sub.add_parser(
+        "cascade", help="combine a liver model and a liver-box tumor model into a cascade",
+        description="Write cascade.json into OUT (a folder, or a .json file) naming the two "
+                    "model folders: LIVER_MODEL (trained on whole slices) finds the liver, "
+                    "TUMOR_MODEL (trained on an export made with --roi) looks for tumors "
+                    "inside the liver's box. Both are loaded once to check them.")
+    p.add_argument("liver_model", type=Path, metavar="LIVER_MODEL")
+    p.add_argument("tumor_model", type=Path, metavar="TUMOR_MODEL")
+    p.add_argument("out", type=Path, metavar="OUT")
+    p.add_argument("--largest-liver", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep only the largest connected liver region (default: yes)")
+    p.add_argument("--min-tumor-ml", type=float, default=0.05, metavar="ML",
+                   help="turn tumor components smaller than ML millilitres into liver "
+                        "(default 0.05)")
+    p.set_defaults(func=_cmd_cascade)
+
+
 SUBCOMMANDS = (_add_demo_data, _add_cases, _add_export, _add_run, _add_train, _add_score,
-               _add_segment)
+               _add_segment, _add_cascade)
 """The subcommands in the order ``--help`` lists them; each adds its parser."""
 
 
