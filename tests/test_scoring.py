@@ -544,3 +544,29 @@ def test_score_cli_prints_the_table_and_rejects_a_non_mask(tmp_path):
     res = subprocess.run(cmd + [str(volume), str(truth)], capture_output=True, text=True)
     assert res.returncode == 2 and "unexpected label values" in res.stderr
     assert str(volume) in res.stderr and not res.stdout
+
+
+def test_detection_by_size_counts_lesions_in_their_diameter_class_and_locates_them():
+    import pandas as pd
+
+    from livertumor.evaluation.lesions import detection_by_size
+
+    truth = np.zeros((80, 80, 8), np.uint8)
+    truth[5:9, 5:9, 2:5] = 2        # 4 px = 4 mm wide: < 10 mm, found
+    truth[20:34, 20:34, 2:5] = 2    # 14 mm: 10-20 mm, missed
+    truth[40:70, 40:70, 1:7] = 2    # 30 mm: > 20 mm, found
+    pred = np.zeros_like(truth)
+    pred[5:9, 5:9, 2:5] = 2
+    pred[40:70, 40:70, 1:7] = 2
+    pred[70:72, 2:4, 3] = 2         # a false positive speck (< 10 mm)
+    lesions = pd.DataFrame(detect_lesions(pred, truth, (1.0, 1.0, 2.0))["lesions"])
+    table = detection_by_size(lesions)
+    assert table.loc["< 10 mm", ["reference", "found", "predicted", "true"]].tolist() == [1, 1,
+                                                                                         2, 1]
+    assert table.loc["10-20 mm", "recall"] == 0 and np.isnan(table.loc["10-20 mm",
+                                                                       "precision"])
+    assert table.loc["> 20 mm", "recall"] == 1 and table.loc["> 20 mm", "precision"] == 1
+    assert table.loc["all", "reference"] == 3 and table.loc["all", "found"] == 2
+    missed = lesions[(lesions["kind"] == "reference") & ~lesions["detected"]].iloc[0]
+    assert (missed["row"], missed["column"], missed["slice"]) == (26.5, 26.5, 3.0)
+    assert 2 <= missed["largest_slice"] <= 4

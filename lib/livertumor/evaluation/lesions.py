@@ -207,8 +207,10 @@ def _largest_axial_diameter(mask: np.ndarray, spacing: tuple[float, float, float
     return best
 
 
-def _lesion_rows(match: _Match, spacing: tuple[float, float, float] | None) -> list[dict]:
-    """One row per lesion, reference lesions first (see :func:`detect_lesions`)."""
+def _lesion_rows(match: _Match, spacing: tuple[float, float, float] | None,
+                 origin: tuple[int, int, int] = (0, 0, 0)) -> list[dict]:
+    """One row per lesion, reference lesions first (see :func:`detect_lesions`); ``origin``:
+    the index of the matching box's first voxel in the whole volume."""
     voxel_ml = math.nan if spacing is None else float(np.prod(spacing)) / 1000.0
     rows: list[dict] = []
     for kind, labels, n, groups, detected in (
@@ -219,6 +221,9 @@ def _lesion_rows(match: _Match, spacing: tuple[float, float, float] | None) -> l
         for idx, obj in enumerate(ndimage.find_objects(labels, max_label=n)):
             component = labels[obj] == idx + 1  # every label 1..n is present
             group = int(groups[idx])
+            centre = [o + s.start + c for o, s, c in
+                      zip(origin, obj, ndimage.center_of_mass(component), strict=True)]
+            areas = component.sum(axis=(0, 1))
             rows.append({
                 "kind": kind,
                 "lesion": idx + 1,
@@ -229,6 +234,9 @@ def _lesion_rows(match: _Match, spacing: tuple[float, float, float] | None) -> l
                                 else _largest_axial_diameter(component, spacing)),
                 "detected": bool(detected[idx]),
                 "iou": float(match.group_iou[group]) if group >= 0 else 0.0,
+                "row": round(centre[0], 1), "column": round(centre[1], 1),
+                "slice": round(centre[2], 1),
+                "largest_slice": int(origin[2] + obj[2].start + int(np.argmax(areas))),
             })
     return rows
 
@@ -288,7 +296,9 @@ def detect_lesions(
         overlapping nothing), ``voxels``, ``volume_ml``, ``diameter_mm`` (largest in-slice
         Feret diameter of the pixel squares, over slices: RECIST-like, see
         ``docs/scoring.md``), ``detected`` (reference: found; prediction: part of a detected
-        group, i.e. not a FP) and ``iou`` (of its group; 0.0 when no component matched).
+        group, i.e. not a FP), ``iou`` (of its group; 0.0 when no component matched),
+        ``row``, ``column``, ``slice`` (its centre of mass, voxel indices of the canonical
+        arrays) and ``largest_slice`` (the axial slice where it is largest).
         ``pandas.DataFrame(result["lesions"])`` gives a table.
 
     Raises
@@ -312,7 +322,8 @@ def detect_lesions(
     box = _union_box(pred.shape, pred, truth, margin=1) or (slice(0, 1),) * 3
     match = _match_lesions(pred[box] == 2, truth[box] == 2, iou_threshold,
                            lesion_connectivity, merge_reference_in_plane)
-    return {**match.counts(), "lesions": _lesion_rows(match, sp)}
+    origin = (box[0].start, box[1].start, box[2].start)
+    return {**match.counts(), "lesions": _lesion_rows(match, sp, origin)}
 
 
 # ----------------------------------------------------------------------------- many cases
