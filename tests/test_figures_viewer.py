@@ -181,3 +181,32 @@ def test_prediction_viewer_rejects_arrays_of_other_shapes():
         PredictionViewer(ct, mask, {"unet": mask[:, :-1]})
     with pytest.raises(ValueError, match="no prediction"):
         PredictionViewer(ct, mask, {})
+
+
+def test_lesion_gallery_and_detection_figure_show_each_lesion_with_its_verdict(tmp_path):
+    import pandas as pd
+
+    from livertumor.evaluation import detect_lesions
+    from livertumor.evaluation.lesions import detection_by_size
+    from livertumor.viz.lesion_figures import detection_figure, gallery_lesions, lesion_gallery
+
+    ct = np.full((90, 90, 8), 110.0, np.float32)
+    truth = np.zeros(ct.shape, np.uint8)
+    truth[10:80, 10:80, :] = 1
+    truth[20:26, 20:26, 2:5] = 2   # found
+    truth[50:64, 50:64, 2:6] = 2   # missed
+    pred = truth.copy()
+    pred[50:64, 50:64, 2:6] = 1
+    pred[30:33, 60:63, 4] = 2      # false positive
+    ct[truth == 2] = 40
+    lesions = pd.DataFrame(detect_lesions(pred, truth, (1.0, 1.0, 2.0))["lesions"])
+    lesions["case_id"] = 7
+    shown = gallery_lesions(lesions)
+    assert len(shown) == 3
+    fig = lesion_gallery(shown, {7: (ct, truth, pred, (1.0, 1.0))}, spacing_mm=40)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert sorted(t.split("\n")[1] for t in titles) == ["false positive", "found", "missed"]
+    path = figures.save_figure(fig, tmp_path / "gallery.png")
+    assert path.stat().st_size > 5000
+    fig = detection_figure({"a": detection_by_size(lesions), "b": detection_by_size(lesions)})
+    assert figures.save_figure(fig, tmp_path / "detection.png").stat().st_size > 5000

@@ -38,6 +38,7 @@ class _Match:
         self.group_detected = np.zeros(n_ref, bool)
         self.tp = self.fp = self.fn = 0
         self.merge_errors = self.split_errors = 0
+        self.origin = (0, 0, 0)                      # index of the labels' first voxel
 
     @property
     def ref_detected(self) -> np.ndarray:
@@ -169,6 +170,7 @@ def _match_lesions(pred_tumor: np.ndarray, ref_tumor: np.ndarray, iou_threshold:
         empty = np.zeros((1, 1, 1), np.int32)
         return _Match(empty, 0, empty, 0)
     m = _label_lesions(pred_tumor[box], ref_tumor[box], structure, merge_reference_in_plane)
+    m.origin = tuple(s.start for s in box)
     if m.n_ref == 0:
         m.fp = m.n_pred
         return m
@@ -322,7 +324,7 @@ def detect_lesions(
     box = _union_box(pred.shape, pred, truth, margin=1) or (slice(0, 1),) * 3
     match = _match_lesions(pred[box] == 2, truth[box] == 2, iou_threshold,
                            lesion_connectivity, merge_reference_in_plane)
-    origin = (box[0].start, box[1].start, box[2].start)
+    origin = tuple(s.start + o for s, o in zip(box, match.origin, strict=True))
     return {**match.counts(), "lesions": _lesion_rows(match, sp, origin)}
 
 
