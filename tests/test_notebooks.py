@@ -41,7 +41,7 @@ def test_run_manifest_records_what_produced_the_outputs(smoke_run):
     assert run["profile"] == "smoke"
     assert list(run["notebooks"]) == [
         "01_data_loading", "02_windowing", "03_slice_export", "04_training_unet",
-        "04_training_resnet50_unet", "05_evaluation", "06_report"]
+        "04_training_resnet50_unet", "04_training_tumor_unet", "05_evaluation", "06_report"]
     assert len(run["data_fingerprint"]) == 64
     assert "numpy" in run["packages"] and "nibabel" in run["packages"]
     assert "commit" in run["git"]
@@ -73,21 +73,29 @@ def test_export_splits_patients_and_lists_skipped_cases(smoke_run):
     assert r["split"]["train"]["cases"] == 3 and r["split"]["test"]["cases"] == 1
     assert {s["case_id"] for s in r["skipped"]} == {900, 901}
     assert (smoke_run.parent.parent / "export" / "manifest.csv").exists()
+    # the liver crops for the cascade: same patients, context channels
+    assert r["roi_split"]["test"]["cases"] == 1 and r["roi_split"]["train"]["cases"] == 3
+    assert r["roi_channels"][3:] == ["liver, slice -1", "liver, slice +1"]
 
 
-def test_both_architectures_trained(smoke_run):
-    for arch in ("unet", "resnet50_unet"):
-        r = results(smoke_run, f"04_training_{arch}")
+def test_both_architectures_and_the_cascade_trained(smoke_run):
+    for name in ("unet", "resnet50_unet", "tumor_unet"):
+        r = results(smoke_run, f"04_training_{name}")
         assert r["epochs_run"] >= 1 and r["parameters"] > 0
-        assert (smoke_run / "models" / arch / "model.keras").exists()
-        assert (smoke_run / "models" / arch / "preprocessing.json").exists()
+        assert (smoke_run / "models" / name / "model.keras").exists()
+        assert (smoke_run / "models" / name / "preprocessing.json").exists()
+    tumor = results(smoke_run, "04_training_tumor_unet")
+    assert tumor["stage"] == "tumor" and tumor["input_channels"] == 5
+    cascade = json.loads((smoke_run / "models" / "cascade" / "cascade.json").read_text())
+    assert (cascade["liver"], cascade["tumor"]) == ("../unet", "../tumor_unet")
 
 
 def test_evaluation_writes_metrics_and_predictions_on_the_original_grid(smoke_run):
     import nibabel as nib
 
     metrics = json.loads((smoke_run / "metrics.json").read_text())
-    assert set(metrics) == {"unet", "resnet50_unet"}
+    assert set(metrics) == {"unet", "resnet50_unet", "cascade"}
+    assert metrics["cascade"]["model"]["kind"] == "cascade"
     for arch, m in metrics.items():
         for key in ("liver_dice_mean", "tumor_dice_global", "liver_auc",
                     "slice_liver_mean_dice"):
@@ -109,6 +117,9 @@ def test_report_numbers_equal_the_metrics(smoke_run):
         assert patient["tumor_ml"] == pytest.approx(row["tumor_pred_ml"])
         assert patient["ref_liver_ml"] == pytest.approx(row["liver_ref_ml"])
         assert patient["found"] == row["lesion_tp"] and patient["missed"] == row["lesion_fn"]
+    assert r["architecture"] == "cascade"
+    n_ref = sum(p["found"] + p["missed"] for p in r["patients"])
+    assert r["findings"].get("found", 0) + r["findings"].get("missed", 0) == n_ref
     html = (smoke_run / "report.html").read_text()
     assert "Synthetic data" in html and "Limitations" in html
 
@@ -120,7 +131,10 @@ def test_every_figure_is_saved(smoke_run):
                 "04_training_unet_batch", "04_training_unet_curves",
                 "04_training_unet_validation_examples", "04_training_resnet50_unet_curves",
                 "05_evaluation_roc", "05_evaluation_dice_distributions",
-                "05_evaluation_examples_unet", "05_evaluation_worst_resnet50_unet"}
+                "05_evaluation_examples_unet", "05_evaluation_worst_resnet50_unet",
+                "03_slice_export_roi_samples", "03_slice_export_roi_context",
+                "04_training_tumor_unet_curves", "05_evaluation_detection_by_size",
+                "05_evaluation_lesions_cascade", "05_evaluation_examples_cascade"}
     assert {f"{e}.png" for e in expected} <= names
     for name in names:
         assert (smoke_run / "figures" / name).stat().st_size > 10_000

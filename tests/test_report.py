@@ -75,3 +75,18 @@ def test_long_tumor_lists_are_cut():
     page = render_html([{"summary": summary, "tumors": tumors}], "t", False, "unet", "now",
                        max_tumors=5)
     assert f"and {len(tumors) - 5} smaller ones" in page and "Synthetic data" not in page
+
+
+def test_findings_list_found_false_positive_and_missed_tumors_with_their_slice():
+    from livertumor.evaluation.report import findings
+
+    truth, pred = labels_with_two_tumors()
+    f = findings(pred, truth, SPACING, case_id=7)
+    assert list(f.tumors["finding"]) == ["found", "false positive"]
+    assert list(f.tumors["slice"]) == [5, 2]  # largest axial section (first of equals)
+    assert len(f.missed) == 1 and f.missed["slice"].iloc[0] == 3
+    assert f.missed["volume_ml"].iloc[0] == pytest.approx(6 * 6 * 4 * np.prod(SPACING) / 1000)
+    page = render_html([{"summary": f.summary, "tumors": f.tumors, "missed": f.missed,
+                         "figure": None}], "t", False, "cascade", "now")
+    assert "the model missed" in page and "false positive" in page
+    assert findings(pred, None, SPACING, "new").missed.empty

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,30 +38,44 @@ SYNTHETIC_NOTE = (
 )
 
 
-def patient_findings(pred: np.ndarray, truth: np.ndarray | None,
-                     spacing: tuple[float, float, float], case_id) -> tuple[dict, pd.DataFrame]:
-    """Key numbers and the tumor list of one case.
+@dataclass
+class Findings:
+    """What the report says about one case.
+
+    Attributes
+    ----------
+    summary : dict with ``case_id``, ``liver_ml`` / ``tumor_ml`` / ``tumor_count`` /
+        ``burden_pct`` (predicted) and the same with ``ref_`` prefix (reference), and
+        ``found`` / ``missed`` / ``false_positive`` lesion counts when a reference exists.
+    tumors : DataFrame, one row per predicted tumor, largest first: ``tumor`` (1, 2, ...),
+        ``volume_ml``, ``diameter_mm``, ``matches_reference`` (bool or None), ``finding``
+        ("found", "false positive", or "" without a reference) and ``slice`` (the axial slice
+        where it is largest).
+    missed : DataFrame, one row per reference tumor the prediction did not find, largest
+        first: ``volume_ml``, ``diameter_mm``, ``slice`` (empty without a reference).
+    """
+
+    summary: dict
+    tumors: pd.DataFrame
+    missed: pd.DataFrame
+
+
+def findings(pred: np.ndarray, truth: np.ndarray | None, spacing: tuple[float, float, float],
+             case_id) -> Findings:
+    """Key numbers, the predicted tumors and the missed reference tumors of one case.
 
     Parameters
     ----------
     pred : uint8 (rows, columns, slices) predicted labels, canonical
     truth : the reference labels, or None when there is none (a new patient)
     spacing : voxel size in mm (rows, columns, slices)
-
-    Returns
-    -------
-    summary : dict with ``case_id``, ``liver_ml`` / ``tumor_ml`` / ``tumor_count`` /
-        ``burden_pct`` (predicted) and the same with ``ref_`` prefix (reference), and
-        ``found`` / ``missed`` / ``false_positive`` lesion counts when a reference exists.
-    tumors : DataFrame, one row per predicted tumor, largest first: ``tumor`` (1, 2, ...),
-        ``volume_ml``, ``diameter_mm``, ``matches_reference`` (bool or None).
     """
     voxel_ml = float(np.prod(spacing)) / 1000.0
     det = detect_lesions(pred, truth if truth is not None else np.zeros_like(pred), spacing)
     lesions = pd.DataFrame(det["lesions"])
     if lesions.empty:
         lesions = pd.DataFrame(columns=["kind", "voxels", "volume_ml", "diameter_mm",
-                                        "detected"])
+                                        "detected", "largest_slice"])
 
     def numbers(labels, prefix):
         liver = int((labels >= 1).sum())
@@ -76,14 +91,29 @@ def patient_findings(pred: np.ndarray, truth: np.ndarray | None,
         summary.update(found=int(det["tp"]), missed=int(det["fn"]),
                        false_positive=int(det["fp"]))
     predicted = lesions[lesions["kind"] == "prediction"].sort_values("voxels", ascending=False)
+    matched = predicted["detected"].to_numpy(bool)
     tumors = pd.DataFrame({
         "tumor": np.arange(1, len(predicted) + 1),
         "volume_ml": predicted["volume_ml"].to_numpy(float),
         "diameter_mm": predicted["diameter_mm"].to_numpy(float),
-        "matches_reference": (predicted["detected"].to_numpy(bool) if truth is not None
-                              else [None] * len(predicted)),
+        "matches_reference": matched if truth is not None else [None] * len(predicted),
+        "finding": (np.where(matched, "found", "false positive") if truth is not None
+                    else [""] * len(predicted)),
+        "slice": predicted["largest_slice"].to_numpy(int),
     })
-    return summary, tumors
+    ref = lesions[(lesions["kind"] == "reference") & ~lesions["detected"].astype(bool)]
+    ref = ref.sort_values("voxels", ascending=False)
+    missed = pd.DataFrame({"volume_ml": ref["volume_ml"].to_numpy(float),
+                           "diameter_mm": ref["diameter_mm"].to_numpy(float),
+                           "slice": ref["largest_slice"].to_numpy(int)})
+    return Findings(summary, tumors, missed)
+
+
+def patient_findings(pred: np.ndarray, truth: np.ndarray | None,
+                     spacing: tuple[float, float, float], case_id) -> tuple[dict, pd.DataFrame]:
+    """``(summary, tumors)`` of :func:`findings` (without the missed tumors)."""
+    f = findings(pred, truth, spacing, case_id)
+    return f.summary, f.tumors
 
 
 def _png_base64(fig) -> str:
@@ -159,8 +189,9 @@ def render_html(patients: list[dict], title: str, synthetic: bool, model_name: s
                 "tumor": tumors["tumor"],
                 "volume (mL)": [_fmt(v, 2) for v in tumors["volume_ml"]],
                 "largest axial diameter (mm)": [_fmt(v, 0) for v in tumors["diameter_mm"]],
-                "matches a reference tumor": [("yes" if m else "no") if m is not None else "n/a"
-                                              for m in tumors["matches_reference"]],
+                "axial slice": tumors["slice"] if "slice" in tumors else "n/a",
+                "finding": [(f or "n/a") for f in tumors["finding"]]
+                if "finding" in tumors else "n/a",
             })
             parts += ["<p>Tumors marked by the model, largest first:</p>",
                       shown.to_html(index=False, escape=True)]
@@ -169,6 +200,14 @@ def render_html(patients: list[dict], title: str, synthetic: bool, model_name: s
                              f"{rest['volume_ml'].sum():.1f} mL together.</p>")
         else:
             parts.append("<p>The model marked no tumor.</p>")
+        missed = p.get("missed")
+        if missed is not None and len(missed):
+            shown = pd.DataFrame({
+                "volume (mL)": [_fmt(v, 2) for v in missed["volume_ml"]],
+                "largest axial diameter (mm)": [_fmt(v, 0) for v in missed["diameter_mm"]],
+                "axial slice": missed["slice"]})
+            parts += ["<p>Tumors of the reference segmentation the model missed:</p>",
+                      shown.to_html(index=False, escape=True)]
         if p.get("figure") is not None:
             parts.append(f"<p><img alt='key slices of patient {s['case_id']}' "
                          f"src='data:image/png;base64,{_png_base64(p['figure'])}'></p>"
