@@ -52,7 +52,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_dir = run_series(args.profile, data_dir=absolute(args.data_dir), run_name=args.run,
                          only=only, outputs_dir=absolute(args.outputs_dir),
                          export_dir=absolute(args.export_dir),
-                         project_dir=absolute(args.project_dir))
+                         project_dir=absolute(args.project_dir), seed=args.seed)
     print(describe_run(run_dir))
     return 0
 
@@ -257,6 +257,9 @@ def _add_run(sub) -> None:
     p.add_argument("--project-dir", type=Path,
                    help="the folder holding notebooks/ (default: found from the working "
                         "directory upwards)")
+    p.add_argument("--seed", type=int,
+                   help="replace the profile's seed (patient split, training); the demo cases "
+                        "stay the same")
     p.set_defaults(func=_cmd_run)
 
 

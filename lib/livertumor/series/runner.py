@@ -148,6 +148,7 @@ def run_series(
     export_dir: str | Path | None = None,
     progress: bool = True,
     project_dir: str | Path | None = None,
+    seed: int | None = None,
 ) -> Path:
     """Execute the profile's notebooks in order with papermill; return the run folder.
 
@@ -169,6 +170,10 @@ def run_series(
     project_dir : path, optional
         The folder holding ``notebooks/`` (default: :func:`find_project`). The profile's
         relative paths are taken from it.
+    seed : int, optional
+        Replaces the profile's ``seed`` parameter (the patient split, the training runs);
+        the demo cases stay the same (their own seed is in the profile's ``data``). The
+        export goes to ``<export_dir>-seed<seed>`` unless ``export_dir`` is given.
 
     Returns
     -------
@@ -193,6 +198,10 @@ def run_series(
               for k, v in prof["common"].items()}
     if export_dir is not None:
         common["export_dir"] = str(_resolve(export_dir, Path.cwd()))
+    if seed is not None:
+        common["seed"] = int(seed)
+        if export_dir is None and "export_dir" in common:  # an export holds one split
+            common["export_dir"] += f"-seed{int(seed)}"
     # the data are prepared here, once, not by the notebooks
     shared = {**common, "data_dir": str(data_dir), "output_dir": str(run_dir),
               "generate_demo": False}
