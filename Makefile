@@ -17,7 +17,8 @@ EXTRAS := $(TF),notebooks,tensorboard,dev,lab
 STAMP := $(VENV)/.installed-$(TF)
 BROWSER_STAMP := $(VENV)/.installed-$(TF)-browser
 
-.PHONY: help install run lab test test-fast test-browser chromium lint format bench clean strip
+.PHONY: help install run lab test test-fast test-browser chromium lint format bench demo-spread \
+	clean strip
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -80,8 +81,12 @@ format: install ## format code with ruff and strip notebook outputs
 	$(VENV)/bin/ruff format lib tests benchmarks
 	$(PY) -m livertumor.series.notebook_checks --strip notebooks
 
-bench: install ## print speed and memory figures (benchmarks/*.py)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+bench: install ## print speed and memory figures (benchmarks/*.py but demo_spread.py)
+	@for b in benchmarks/*.py; do [ "$$b" = benchmarks/demo_spread.py ] && continue; \
+	  echo "== $$b"; $(PY) $$b || exit 1; done
+
+demo-spread: install ## the demo profile on seeds 0, 1, 2 against its targets (about 45 minutes)
+	$(PY) benchmarks/demo_spread.py
 
 clean: ## remove generated data and outputs (keeps .venv)
 	rm -rf outputs/*/ data/processed/*/ data/raw/demo .pytest_cache
