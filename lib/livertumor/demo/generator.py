@@ -208,7 +208,7 @@ def _grid(geo: dict, an: Anatomy, size: int) -> Grid:
     b = an.body
     # the image centre in anatomical coordinates: body centred laterally, and in the AP
     # direction the span from the anterior skin to the table is centred
-    ymid = (b.Bpost * 1.06 + 45 - b.Bant * 1.05) / 2
+    ymid = (b.posterior_half_depth_mm * 1.06 + 45 - b.anterior_half_depth_mm * 1.05) / 2
     cx, cy = geo["centre_jitter"][0], ymid + geo["centre_jitter"][1]
     idx = np.arange(size) - (size - 1) / 2
     x = idx * sp + cx
@@ -309,7 +309,7 @@ def make_case(case_id: int, seed: int, size: int = 512) -> DemoCase:
                            diameter_mm=round(float(t["diameter_mm"]), 2), kind=t["kind"],
                            rim=t["rim"], hu=round(float(t["hu"]), 1),
                            volume_ml=round(t["voxels"] * vox_ml, 3)))
-    h = an.hu
+    h = an.tissue_hu
     phase = dict(name="portal venous", liver_hu=round(h["liver"], 1),
                  spleen_hu=round(h["spleen"], 1), aorta_hu=round(h["aorta"], 1),
                  portal_hu=round(h["portal"], 1), noise_hu=round(geo["noise_hu"], 2),

@@ -1,0 +1,93 @@
+"""One case's anatomy: every random part drawn once, then painted on a voxel grid in order."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .body import Body, BodyMaps, Diaphragm, Table, paint_body_wall
+from .canvas import Canvas, Grid
+from .gut import Colon, Duodenum, SmallBowel, Stomach
+from .liver import Liver, LiverVeins
+from .organs import Gallbladder, Pancreas, Spleen, draw_kidneys, paint_kidney
+from .skeleton import Ribs, Spine, paint_spine
+from .thorax import Heart, LungVessels, paint_thorax
+from .tissues import draw_tissue_hu
+from .tumors import place_and_paint_tumors
+from .vessels import Vessels, paint_crura_and_psoas, paint_vessels
+
+
+class Anatomy:
+    """All random anatomy and tissue parameters of one case, and the painter.
+
+    Every draw is made here, from generators seeded by ``(seed, case_id, ...)``, never from
+    the voxel grid, so the anatomy does not depend on the matrix size.
+
+    Parameters
+    ----------
+    seed, case_id : int
+    fov : float
+        In-plane field of view (mm); the body is sized to fit it.
+    n_tumors : int
+        Number of liver tumors to place.
+    """
+
+    def __init__(self, seed: int, case_id: int, fov: float, n_tumors: int = 0):
+        def g(k):
+            return np.random.default_rng([seed, case_id, 100 + k])
+
+        rb = g(0)
+        self.body = Body(rb, fov)
+        self.diaphragm = Diaphragm(rb, self.body)
+        self.tissue_hu, self.oral_contrast = draw_tissue_hu(g(1))
+        rs = g(2)
+        self.spine = Spine(rs, self.body)
+        self.vessels = Vessels(rs, self.body, self.spine)
+        self.kidneys = draw_kidneys(rs)
+        ro = g(3)
+        self.spleen = Spleen(ro, self.body)
+        self.gallbladder = Gallbladder(ro, self.body)
+        self.stomach = Stomach(ro, self.body)
+        self.pancreas = Pancreas(ro)
+        self.heart = Heart(ro, self.body)
+        rg = g(4)
+        self.colon = Colon(rg, self.body)
+        self.small_bowel = SmallBowel(rg, self.body, self.colon)
+        self.duodenum = Duodenum(rg)
+        self.lung_vessels = LungVessels(g(5), self.body)
+        self.liver = Liver(g(6), self.body, self.diaphragm, self.spine, self.vessels)
+        self.liver_veins = LiverVeins(g(7), self.vessels)
+        self._tumor_rng = g(8)
+        self.n_tumors = int(n_tumors)
+        self.tumors: list[dict] = []
+        self.table = Table(g(9))
+        self.ribs = Ribs(g(10))
+
+    def paint(self, grid: Grid, liver_tumors=True) -> Canvas:
+        """Paint the whole case on ``grid``; returns the canvas (HU before blur and noise).
+
+        The tumors painted are recorded in :attr:`tumors` (see
+        :func:`.tumors.place_and_paint_tumors`).
+        """
+        hu = self.tissue_hu
+        cv = Canvas(grid, BodyMaps(self.body, self.diaphragm, grid.x[None, :], grid.y[:, None]))
+        paint_body_wall(cv, self.body, self.table, hu)
+        paint_thorax(cv, self.diaphragm, self.spine, self.heart, self.lung_vessels, hu)
+        self.colon.paint(cv, hu)
+        self.small_bowel.paint(cv, hu, self.oral_contrast)
+        self.stomach.paint(cv, self.spine, hu)
+        self.duodenum.paint(cv, self.stomach, self.spine, hu)
+        paint_crura_and_psoas(cv, self.vessels, hu)
+        paint_vessels(cv, self.vessels, hu)
+        self.pancreas.paint(cv, self.vessels, hu)
+        for kidney in self.kidneys:
+            paint_kidney(cv, kidney, self.spine, self.vessels, hu)
+        self.spleen.paint(cv, self.body, self.diaphragm, hu)
+        self.gallbladder.paint(cv, hu)
+        paint_spine(cv, self.spine, hu)
+        self.ribs.paint(cv, self.body, self.spine, hu)
+        if self.liver.paint(cv, hu):
+            self.liver_veins.paint(cv, hu)
+            if liver_tumors:
+                self.tumors = place_and_paint_tumors(self._tumor_rng, self.n_tumors,
+                                                     self.liver.shape, cv, hu["liver"])
+        return cv
