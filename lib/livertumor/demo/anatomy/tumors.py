@@ -70,6 +70,18 @@ def _draw_tumor(rt, c, r, d, kind, liver_hu):
                 necrosis=necrosis, base=base, rim_hu=rim_hu, nec_hu=nec_hu, tex_dirs=tex_dirs)
 
 
+def _largest_piece(region):
+    """The largest face-connected piece of a boolean array: clipping to the liver may cut a
+    lobulated tumor into pieces, and one tumor must be one lesion as LiTS counts them
+    (``scipy.ndimage.label``'s default structure)."""
+    lab, n = ndimage.label(region)
+    if n <= 1:
+        return region
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == int(np.argmax(sizes))
+
+
 def _paint_tumor(cv: Canvas, t: dict) -> dict:
     """Paint one tumor (label 2, clipped to liver and earlier tumors); returns its record."""
     g, c, r = cv.grid, t["centre"], t["radius"]
@@ -89,7 +101,7 @@ def _paint_tumor(cv: Canvas, t: dict) -> dict:
         F = F + F32(np.linalg.norm(a)) * np.sin(F32(k[0]) * X + F32(k[1]) * Y
                                                 + F32(k[2]) * Z + F32(ph))
     env = (cv.lab[bb] == 1) | (cv.lab[bb] == 2)
-    region = (F > 0) & env
+    region = _largest_piece((F > 0) & env)
     if not region.any():
         # too small for the grid: mark the voxel nearest the centre if it is liver
         zi = int(np.argmin(np.abs(g.z[bb[0]] - c[2])))
