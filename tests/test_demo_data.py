@@ -243,3 +243,24 @@ def test_small_case_is_fast():
     assert time.perf_counter() - t0 < 1.5
     assert case.ct.shape[:2] == (64, 64)
     assert case.phase["name"] == "portal venous"
+
+
+def test_each_part_draws_from_its_own_random_stream(monkeypatch):
+    """Drawing the spine differently changes the spine only, not the kidneys or the rest."""
+    from livertumor.demo.anatomy import painter, skeleton
+
+    before = painter.Anatomy(0, 3, 400.0, n_tumors=2)
+    spine_init = skeleton.Spine.__init__
+
+    def greedy_spine(self, rng, body):
+        rng.uniform(size=5)
+        spine_init(self, rng, body)
+
+    monkeypatch.setattr(skeleton.Spine, "__init__", greedy_spine)
+    after = painter.Anatomy(0, 3, 400.0, n_tumors=2)
+    assert after.spine.top_radius_mm != before.spine.top_radius_mm
+    assert after.kidneys == before.kidneys
+    assert after.tissue_hu == before.tissue_hu
+    assert after.spleen.centre_mm == before.spleen.centre_mm
+    assert after.liver.target_ml == before.liver.target_ml
+    assert after.body.half_width_mm == before.body.half_width_mm

@@ -33,8 +33,9 @@ on ``size``. Then
 Timing (2-core machine): about 0.1 s per case at 64, 0.15-0.2 s at 128, 5-17 s at 512
 (17 s for 329 slices of 0.7 mm), peak memory about 11 bytes per voxel.
 
-The anatomy (all shapes, tissue values, tumors) is drawn from the generators
-``numpy.random.default_rng([seed, case_id, k])`` and does not depend on ``size``; only its
+The anatomy (all shapes, tissue values, tumors) is drawn from one generator per part of the
+body, ``numpy.random.default_rng([seed, case_id, key])`` with a key per part
+(:func:`livertumor.demo.anatomy.painter.organ_rng`), and does not depend on ``size``; only its
 sampling does. A case's content depends on ``(seed, case_id, size)`` only, not on how many
 cases are made.
 

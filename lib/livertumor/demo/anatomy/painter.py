@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from .body import Body, BodyMaps, Diaphragm, Table, paint_body_wall
@@ -16,11 +18,21 @@ from .tumors import place_and_paint_tumors
 from .vessels import Vessels, paint_crura_and_psoas, paint_vessels
 
 
+def organ_rng(seed: int, case_id: int, part: str) -> np.random.Generator:
+    """The random generator of one part of one case.
+
+    ``numpy.random.default_rng([seed, case_id, key])`` with ``key`` the CRC-32 of the part's
+    name, so that each part draws from its own stream: a change to how one part is drawn
+    leaves every other part of the case as it was.
+    """
+    return np.random.default_rng([seed, case_id, zlib.crc32(part.encode("ascii"))])
+
+
 class Anatomy:
     """All random anatomy and tissue parameters of one case, and the painter.
 
-    Every draw is made here, from generators seeded by ``(seed, case_id, ...)``, never from
-    the voxel grid, so the anatomy does not depend on the matrix size.
+    Every draw is made here, each part from its own generator (:func:`organ_rng`), never
+    from the voxel grid, so the anatomy does not depend on the matrix size.
 
     Parameters
     ----------
@@ -32,35 +44,31 @@ class Anatomy:
     """
 
     def __init__(self, seed: int, case_id: int, fov: float, n_tumors: int = 0):
-        def g(k):
-            return np.random.default_rng([seed, case_id, 100 + k])
+        def rng(part):
+            return organ_rng(seed, case_id, part)
 
-        rb = g(0)
-        self.body = Body(rb, fov)
-        self.diaphragm = Diaphragm(rb, self.body)
-        self.tissue_hu, self.oral_contrast = draw_tissue_hu(g(1))
-        rs = g(2)
-        self.spine = Spine(rs, self.body)
-        self.vessels = Vessels(rs, self.body, self.spine)
-        self.kidneys = draw_kidneys(rs)
-        ro = g(3)
-        self.spleen = Spleen(ro, self.body)
-        self.gallbladder = Gallbladder(ro, self.body)
-        self.stomach = Stomach(ro, self.body)
-        self.pancreas = Pancreas(ro)
-        self.heart = Heart(ro, self.body)
-        rg = g(4)
-        self.colon = Colon(rg, self.body)
-        self.small_bowel = SmallBowel(rg, self.body, self.colon)
-        self.duodenum = Duodenum(rg)
-        self.lung_vessels = LungVessels(g(5), self.body)
-        self.liver = Liver(g(6), self.body, self.diaphragm, self.spine, self.vessels)
-        self.liver_veins = LiverVeins(g(7), self.vessels)
-        self._tumor_rng = g(8)
+        self.body = Body(rng("body"), fov)
+        self.diaphragm = Diaphragm(rng("diaphragm"), self.body)
+        self.tissue_hu, self.oral_contrast = draw_tissue_hu(rng("tissues"))
+        self.spine = Spine(rng("spine"), self.body)
+        self.vessels = Vessels(rng("vessels"), self.body, self.spine)
+        self.kidneys = draw_kidneys(rng("kidneys"))
+        self.spleen = Spleen(rng("spleen"), self.body)
+        self.gallbladder = Gallbladder(rng("gallbladder"), self.body)
+        self.stomach = Stomach(rng("stomach"), self.body)
+        self.pancreas = Pancreas(rng("pancreas"))
+        self.heart = Heart(rng("heart"), self.body)
+        self.colon = Colon(rng("colon"), self.body)
+        self.small_bowel = SmallBowel(rng("small bowel"), self.body, self.colon)
+        self.duodenum = Duodenum(rng("duodenum"))
+        self.lung_vessels = LungVessels(rng("lung vessels"), self.body)
+        self.liver = Liver(rng("liver"), self.body, self.diaphragm, self.spine, self.vessels)
+        self.liver_veins = LiverVeins(rng("liver veins"), self.vessels)
+        self._tumor_rng = rng("tumors")
         self.n_tumors = int(n_tumors)
         self.tumors: list[dict] = []
-        self.table = Table(g(9))
-        self.ribs = Ribs(g(10))
+        self.table = Table(rng("table"))
+        self.ribs = Ribs(rng("ribs"))
 
     def paint(self, grid: Grid, liver_tumors=True) -> Canvas:
         """Paint the whole case on ``grid``; returns the canvas (HU before blur and noise).
