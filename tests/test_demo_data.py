@@ -237,11 +237,9 @@ def test_skip_existing_and_overwrite(tmp_path):
     assert _digest(root) != digest
 
 
-def test_small_case_is_fast():
-    t0 = time.perf_counter()
+def test_small_case_has_the_requested_matrix():
     case = make_case(3, 0, 64)
-    assert time.perf_counter() - t0 < 1.5
-    assert case.ct.shape[:2] == (64, 64)
+    assert case.ct.shape[:2] == (64, 64) and case.mask.shape == case.ct.shape
     assert case.phase["name"] == "portal venous"
 
 

@@ -30,8 +30,8 @@ on ``size``. Then
 * number of slices = ``round(coverage / slice thickness)`` (about 40-340 at 512,
   about 40-90 at 128, about 20-45 at 64).
 
-Timing (2-core machine): about 0.1 s per case at 64, 0.15-0.2 s at 128, 5-17 s at 512
-(17 s for 329 slices of 0.7 mm), peak memory about 11 bytes per voxel.
+Generation time grows with the number of voxels; ``benchmarks/demo_speed.py`` prints the
+seconds per case at 64, 128, 256 and 512 px. Peak memory is about 11 bytes per voxel.
 
 The anatomy (all shapes, tissue values, tumors) is drawn from one generator per part of the
 body, ``numpy.random.default_rng([seed, case_id, key])`` with a key per part
@@ -49,7 +49,6 @@ in an order shuffled by the seed.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -447,17 +446,3 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
     return table
-
-
-def _timing(sizes=(64, 128, 512), case_id=0, seed=0) -> None:  # pragma: no cover
-    """Print generation times (``python -m livertumor.demo.generator``)."""
-    for s in sizes:
-        t0 = time.perf_counter()
-        c = make_case(case_id, seed, s)
-        dt = time.perf_counter() - t0
-        print(f"size {s}: shape {c.ct.shape}, spacing {tuple(round(v, 3) for v in c.spacing)}, "
-              f"{dt:.2f} s, liver {c.liver_ml:.0f} mL, tumors {len(c.tumors)}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _timing()
