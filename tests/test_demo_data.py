@@ -262,3 +262,13 @@ def test_each_part_draws_from_its_own_random_stream(monkeypatch):
     assert after.spleen.centre_mm == before.spleen.centre_mm
     assert after.liver.target_ml == before.liver.target_ml
     assert after.body.half_width_mm == before.body.half_width_mm
+
+
+def test_tumor_centres_and_liver_size_do_not_depend_on_the_matrix():
+    for i in (0, 2):
+        small, large = make_case(i, 0, 64), make_case(i, 0, 128)
+        assert len(small.tumors) == len(large.tumors) > 0
+        for a, b in zip(small.tumors, large.tumors, strict=True):
+            np.testing.assert_allclose(a["centre_mm"], b["centre_mm"], atol=1e-6)
+            assert a["kind"] == b["kind"]
+        assert small.liver_ml == pytest.approx(large.liver_ml, rel=0.05)

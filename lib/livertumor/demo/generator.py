@@ -36,8 +36,11 @@ seconds per case at 64, 128, 256 and 512 px. Peak memory is about 11 bytes per v
 The anatomy (all shapes, tissue values, tumors) is drawn from one generator per part of the
 body, ``numpy.random.default_rng([seed, case_id, key])`` with a key per part
 (:func:`livertumor.demo.anatomy.painter.organ_rng`), and does not depend on ``size``; only its
-sampling does. A case's content depends on ``(seed, case_id, size)`` only, not on how many
-cases are made.
+sampling does. What depends on where the organs lie once painted (the liver's size after
+other organs carve their share, the tumor centres inside the liver) is fixed on a grid of
+``SETTLE_SIZE`` columns, also whatever ``size``; only tumors smaller than 2.2 voxels are
+painted larger, at 2.2 voxels, on coarse grids. A case's content depends on
+``(seed, case_id, size)`` only, not on how many cases are made.
 
 Orientation: arrays in memory are canonical ``('P', 'L', 'S')`` (see
 :mod:`livertumor.data.volumes`); on disk each case is stored with its own axis codes, as LiTS
@@ -71,6 +74,10 @@ CASES_PER_FOLDER = 4
 """Volumes per ``volume_ptN`` folder: case i goes to ``volume_pt{1 + i // 4}``."""
 
 CSV_NAME = "demo_cases.csv"
+
+SETTLE_SIZE = 96
+"""Matrix of the grid on which the liver's size and the tumor centres are fixed, whatever the
+matrix of the case (see :meth:`livertumor.demo.anatomy.painter.Anatomy.settle`)."""
 
 _THICKNESSES = (0.7, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0)
 _THICKNESS_P = (0.06, 0.18, 0.2, 0.2, 0.16, 0.1, 0.1)
@@ -171,10 +178,12 @@ def case_geometry(case_id: int, seed: int, size: int) -> dict:
 
     Returns
     -------
-    dict with ``fov`` (mm), ``spacing`` (row, col, slice mm), ``n_slices``, ``z_top`` (mm above
-    the right diaphragm dome), ``axcodes``, ``n_tumors``, ``centre`` (anatomical (x, y) of the
-    image centre, mm), ``world_centre`` (RAS of the image centre), ``blur_mm``, ``noise_hu``,
-    ``noise_corr_px``, ``fov_circle`` (bool).
+    dict with ``fov`` (mm), ``t512`` (slice thickness at 512, mm), ``spacing`` (row, col,
+    slice mm), ``n_slices``, ``z_top`` (mm above the right diaphragm dome), ``coverage``
+    (nominal z extent, mm), ``axcodes``, ``n_tumors``, ``world_centre`` (RAS x, y of the image
+    centre and z of the coverage's lower end, mm), ``centre_jitter`` (anatomical (x, y) shift
+    of the image centre, mm), ``blur_mm``, ``noise_hu``, ``noise_corr_px``, ``fov_circle``
+    (bool).
     """
     if size < 16:
         raise ValueError(f"size must be at least 16, got {size}")
@@ -196,6 +205,7 @@ def case_geometry(case_id: int, seed: int, size: int) -> dict:
     world_centre = (rng.uniform(-25, 25), rng.uniform(-40, 60), rng.uniform(-700, 50))
     return dict(
         fov=fov, t512=t512, spacing=(sp, sp, thick), n_slices=n_slices, z_top=z_top,
+        coverage=coverage,
         axcodes=axcodes, n_tumors=int(n_tumors), world_centre=world_centre,
         centre_jitter=(rng.uniform(-12, 12), rng.uniform(-6, 6)),
         blur_mm=rng.uniform(0.6, 1.0), noise_hu=rng.uniform(10, 20),
@@ -222,8 +232,11 @@ def _affine(geo: dict, grid: Grid) -> np.ndarray:
     sp, _, ss = geo["spacing"]
     n = grid.x.size
     wx, wy, wz = geo["world_centre"]
-    # canonical columns step towards -x (left), rows towards -y (posterior)
-    origin = (wx + sp * (n - 1) / 2, wy + sp * (n - 1) / 2, wz)
+    # canonical columns step towards -x (left), rows towards -y (posterior); along z, world
+    # wz is the anatomical z_top - coverage, so a point of the anatomy has the same world
+    # coordinates whatever the number of slices the coverage was rounded to
+    origin = (wx + sp * (n - 1) / 2, wy + sp * (n - 1) / 2,
+              wz + float(grid.z[0]) - (geo["z_top"] - geo["coverage"]))
     return canonical_affine_for((sp, sp, ss), origin)
 
 
@@ -287,6 +300,8 @@ def make_case(case_id: int, seed: int, size: int = 512) -> DemoCase:
     """
     geo = case_geometry(case_id, seed, size)
     an = Anatomy(seed, case_id, geo["fov"], n_tumors=geo["n_tumors"])
+    ref = geo if size == SETTLE_SIZE else case_geometry(case_id, seed, SETTLE_SIZE)
+    an.settle(_grid(ref, an, SETTLE_SIZE))
     grid = _grid(geo, an, size)
     cv = an.paint(grid)
     lab = cv.lab

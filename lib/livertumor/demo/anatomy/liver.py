@@ -122,22 +122,26 @@ class Liver:
         self.mottle_mm = rng.uniform(6, 12)
         self.mottle_phase = rng.uniform(0, 6.3, 3)
 
-    def paint(self, cv: Canvas, hu: dict) -> bool:
-        """Paint the liver (label 1) where no other organ is; False if it misses the grid."""
+    def paint(self, cv: Canvas, hu: dict, fit: bool = False) -> bool:
+        """Paint the liver (label 1) where no other organ is; False if it misses the grid.
+
+        With ``fit``, first scale the shape to :attr:`target_ml`, and once more to make up for
+        the share other organs painted on ``cv`` carve out of it; without, paint the shape at
+        the scale last fitted.
+        """
         g, lm = cv.grid, self.shape
-        lm.calibrate(self.target_ml)
+        if fit:
+            lm.calibrate(self.target_ml)
         bb = g.box(*lm.extent())
         if bb is None:
             return False
         free = cv.cav[bb] & ~cv.occ[bb]
-        for attempt in range(2):
-            whole = eval_smooth(lm.field, g, bb) < 0
-            liver = whole & free
-            # other organs took a share of the shape: enlarge it once to make up for it
-            kept = liver.sum() / max(int(whole.sum()), 1)
-            if attempt or kept > 0.92:
-                break
+        whole = eval_smooth(lm.field, g, bb) < 0
+        liver = whole & free
+        kept = liver.sum() / max(int(whole.sum()), 1)
+        if fit and kept <= 0.92:
             lm.calibrate(self.target_ml / max(kept, 0.6))
+            liver = (eval_smooth(lm.field, g, bb) < 0) & free
         # keep the largest connected piece (carving may leave islands)
         lab, n = ndimage.label(liver)
         if n > 1:

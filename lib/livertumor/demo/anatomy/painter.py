@@ -14,7 +14,7 @@ from .organs import Gallbladder, Pancreas, Spleen, draw_kidneys, paint_kidney
 from .skeleton import Ribs, Spine, paint_spine
 from .thorax import Heart, LungVessels, paint_thorax
 from .tissues import draw_tissue_hu
-from .tumors import place_and_paint_tumors
+from .tumors import draw_tumor_plans, paint_tumor, place_tumors
 from .vessels import Vessels, paint_crura_and_psoas, paint_vessels
 
 
@@ -64,18 +64,48 @@ class Anatomy:
         self.lung_vessels = LungVessels(rng("lung vessels"), self.body)
         self.liver = Liver(rng("liver"), self.body, self.diaphragm, self.spine, self.vessels)
         self.liver_veins = LiverVeins(rng("liver veins"), self.vessels)
-        self._tumor_rng = rng("tumors")
-        self.n_tumors = int(n_tumors)
+        self.tumor_plans = draw_tumor_plans(rng("tumors"), int(n_tumors),
+                                            self.tissue_hu["liver"])
+        self._placement_rng = rng("tumor placement")
+        self.tumor_centres: list[np.ndarray] = []
         self.tumors: list[dict] = []
+        self.settled = False
         self.table = Table(rng("table"))
         self.ribs = Ribs(rng("ribs"))
+
+    def settle(self, grid: Grid) -> None:
+        """Fix, once, what depends on where the organs lie: the liver's scale (other organs
+        carve their share out of its shape) and the tumor centres (inside the painted liver).
+
+        :func:`livertumor.demo.generator.make_case` settles on a grid of a fixed matrix, so
+        that neither depends on the matrix of the case.
+        """
+        cv = self._paint_organs(grid)
+        if self.liver.paint(cv, self.tissue_hu, fit=True):
+            self.liver_veins.paint(cv, self.tissue_hu)
+            self.tumor_centres = place_tumors(self._placement_rng, self.tumor_plans, cv)
+        self.settled = True
 
     def paint(self, grid: Grid, liver_tumors=True) -> Canvas:
         """Paint the whole case on ``grid``; returns the canvas (HU before blur and noise).
 
-        The tumors painted are recorded in :attr:`tumors` (see
-        :func:`.tumors.place_and_paint_tumors`).
+        Settles on ``grid`` first if :meth:`settle` was not called. The tumors painted are
+        recorded in :attr:`tumors` (see :func:`.tumors.paint_tumor`).
         """
+        if not self.settled:
+            self.settle(grid)
+        hu = self.tissue_hu
+        cv = self._paint_organs(grid)
+        if self.liver.paint(cv, hu):
+            self.liver_veins.paint(cv, hu)
+            if liver_tumors:
+                self.tumors = [paint_tumor(cv, plan, c)
+                               for plan, c in zip(self.tumor_plans, self.tumor_centres,
+                                                  strict=False)]
+        return cv
+
+    def _paint_organs(self, grid: Grid) -> Canvas:
+        """Everything but the liver, in an order where later parts cover earlier ones."""
         hu = self.tissue_hu
         cv = Canvas(grid, BodyMaps(self.body, self.diaphragm, grid.x[None, :], grid.y[:, None]))
         paint_body_wall(cv, self.body, self.table, hu)
@@ -93,9 +123,4 @@ class Anatomy:
         self.gallbladder.paint(cv, hu)
         paint_spine(cv, self.spine, hu)
         self.ribs.paint(cv, self.body, self.spine, hu)
-        if self.liver.paint(cv, hu):
-            self.liver_veins.paint(cv, hu)
-            if liver_tumors:
-                self.tumors = place_and_paint_tumors(self._tumor_rng, self.n_tumors,
-                                                     self.liver.shape, cv, hu["liver"])
         return cv

@@ -1,4 +1,10 @@
-"""Liver tumors: where they go, their shape (blobs, wave-distorted), texture, rim, necrosis."""
+"""Liver tumors: what they are (drawn once per case), where they go (chosen on a reference
+grid), and how they are painted on a case's grid.
+
+A tumor's plan (size, kind, shape, texture, attenuation) is drawn when the anatomy is built;
+its centre is chosen once, inside the liver painted on a reference grid
+(:meth:`.painter.Anatomy.settle`); neither depends on the matrix of the grid painted last.
+"""
 
 from __future__ import annotations
 
@@ -6,68 +12,74 @@ import numpy as np
 from scipy import ndimage
 
 from .canvas import F32, Canvas
-from .liver import LiverShape
 from .noise import qnoise, wave_dirs, wave_noise
 
+_MIN_DEPTH_MM = 8.0
 
-def liver_depth(shape: LiverShape, cv: Canvas, step=5.0):
-    """Depth (mm) inside the painted liver on the shape's coarse lattice, and its axes.
 
-    A lattice point counts as liver when it lies inside the shape and the voxel nearest to it
-    was painted liver (not carved by another organ, inside the scan). Returns
-    ``(depth (z, y, x) float, [x, y, z] axes)``, or ``(None, axes)`` when no point is liver.
+def draw_tumor_plans(rng, n: int, liver_hu: float) -> list[dict]:
+    """Size, kind, shape, texture and attenuation of ``n`` tumors (no position yet).
+
+    Each plan: ``diameter_mm``, ``kind`` ('hypo' or 'hyper'), ``shallow`` (may sit near the
+    liver surface), ``blobs`` (lobules: offset direction (3,), offset and radius as fractions
+    of the radius), ``modes`` (surface waves), ``rim``, ``necrosis``,
+    ``hu``, ``rim_hu``, ``necrosis_hu`` (HU), ``texture_waves``; waves in mm.
     """
+    # Most liver lesions are hypodense in the portal venous phase (metastases, HCC wash-out);
+    # hyperdense ones are the minority.
+    case_kind = rng.choice(["hypo", "hypo", "hypo", "hypo", "hyper", "mixed"])
+    plans = []
+    for _ in range(n):
+        d = float(np.exp(rng.uniform(np.log(5.0), np.log(60.0))))
+        r = d / 2
+        shallow = rng.uniform() < 0.25
+        kind = case_kind if case_kind != "mixed" else ("hypo" if rng.uniform() < 0.6 else "hyper")
+        blobs = []
+        for _ in range(int(rng.integers(0, 4))):
+            u = rng.normal(size=3)
+            blobs.append((u / np.linalg.norm(u), rng.uniform(0.3, 0.6), rng.uniform(0.4, 0.7)))
+        modes = wave_noise(rng, 3, (0.6 * r + 2, 1.3 * r + 4), (0.05, 0.13))
+        rim = kind == "hypo" and rng.uniform() < 0.35
+        necrosis = d > 28 and rng.uniform() < 0.5
+        if kind == "hypo":
+            base = max(liver_hu - rng.uniform(40, 80), 25.0)
+        else:
+            base = liver_hu + rng.uniform(20, 50)
+        plans.append(dict(diameter_mm=d, kind=str(kind), shallow=bool(shallow), blobs=blobs,
+                          modes=modes, rim=bool(rim), necrosis=bool(necrosis), hu=base,
+                          rim_hu=liver_hu + rng.uniform(5, 30),
+                          necrosis_hu=base - rng.uniform(15, 35),
+                          texture_waves=wave_dirs(rng, 4, (max(r / 2, 3.0), max(r, 5.0)))))
+    return plans
+
+
+def place_tumors(rng, plans: list[dict], cv: Canvas) -> list[np.ndarray]:
+    """Centres (x, y, z mm) for the planned tumors, inside the liver painted on ``cv``.
+
+    A centre lies at least 60 % of the radius deep in the liver (25 % for shallow tumors) and
+    at least 8 mm deep (small tumors, painted larger on coarse grids, stay in the liver), and
+    apart from earlier tumors when there is room. Returns [] when no liver is painted.
+    """
+    liver = cv.lab == 1
+    if not plans or not liver.any():
+        return []
     g = cv.grid
-    m, axes = shape.coarse(step)
-    idx = []
-    for ax, v in zip((2, 1, 0), (g.z, g.y, g.x), strict=True):
-        a = axes[ax]
-        d = float(v[1] - v[0]) if v.size > 1 else 1.0
-        i = np.rint((a - v[0]) / d).astype(int)
-        ok = (i >= 0) & (i < v.size) & (np.abs(a - v[np.clip(i, 0, v.size - 1)]) <= d)
-        idx.append((np.clip(i, 0, v.size - 1), ok))
-    (iz, oz), (iy, oy), (ix, ox) = idx
-    painted = cv.lab[np.ix_(iz, iy, ix)] == 1
-    m &= painted & oz[:, None, None] & oy[None, :, None] & ox[None, None, :]
-    if not m.any():
-        return None, axes
-    return ndimage.distance_transform_edt(m, sampling=step), axes
-
-
-def _place(rt, depth, axes, r, centres):
-    """A centre (x, y, z mm) at least ``need`` mm deep in the liver, apart from ``centres``."""
-    need = r * (0.25 if rt.uniform() < 0.25 else 0.6)
-    for _attempt in range(25):
-        cand = np.argwhere(depth >= max(need, 2.5))
+    steps = [float(v[1] - v[0]) if v.size > 1 else 1.0 for v in (g.z, g.y, g.x)]
+    depth = ndimage.distance_transform_edt(liver, sampling=steps)
+    placed: list[tuple[np.ndarray, float]] = []
+    for plan in plans:
+        r = plan["diameter_mm"] / 2
+        need = r * (0.25 if plan["shallow"] else 0.6)
+        cand = np.argwhere(depth >= max(need, _MIN_DEPTH_MM))
         if len(cand) == 0:
             cand = np.argwhere(depth >= depth.max() * 0.7)
-        zi, yi, xi = cand[int(rt.integers(len(cand)))]
-        p = np.array([axes[0][xi], axes[1][yi], axes[2][zi]]) + rt.uniform(-2.5, 2.5, 3)
-        if all(np.linalg.norm(p - q) > 0.7 * (r + rq) for q, rq in centres):
-            return p
-    return p
-
-
-def _draw_tumor(rt, c, r, d, kind, liver_hu):
-    """Shape, texture and attenuation of a tumor of radius ``r`` mm at ``c``; ``d`` is the
-    diameter drawn before the grid's minimum size was applied."""
-    blobs = [(c, r)]
-    for _ in range(int(rt.integers(0, 4))):
-        u = rt.normal(size=3)
-        u /= np.linalg.norm(u)
-        blobs.append((c + u * r * rt.uniform(0.3, 0.6), r * rt.uniform(0.4, 0.7)))
-    modes = wave_noise(rt, 3, (0.6 * r + 2, 1.3 * r + 4), (0.05, 0.13))
-    rim = kind == "hypo" and rt.uniform() < 0.35
-    necrosis = d > 28 and rt.uniform() < 0.5
-    if kind == "hypo":
-        base = max(liver_hu - rt.uniform(40, 80), 25.0)
-    else:
-        base = liver_hu + rt.uniform(20, 50)
-    rim_hu = liver_hu + rt.uniform(5, 30)
-    nec_hu = base - rt.uniform(15, 35)
-    tex_dirs = wave_dirs(rt, 4, (max(r / 2, 3.0), max(r, 5.0)))
-    return dict(centre=c, radius=r, kind=kind, blobs=blobs, modes=modes, rim=rim,
-                necrosis=necrosis, base=base, rim_hu=rim_hu, nec_hu=nec_hu, tex_dirs=tex_dirs)
+        for _attempt in range(25):
+            zi, yi, xi = cand[int(rng.integers(len(cand)))]
+            p = np.array([g.x[xi], g.y[yi], g.z[zi]]) + rng.uniform(-2.5, 2.5, 3)
+            if all(np.linalg.norm(p - q) > 0.7 * (r + rq) for q, rq in placed):
+                break
+        placed.append((p, r))
+    return [p for p, _ in placed]
 
 
 def _largest_piece(region):
@@ -82,24 +94,36 @@ def _largest_piece(region):
     return lab == int(np.argmax(sizes))
 
 
-def _paint_tumor(cv: Canvas, t: dict) -> dict:
-    """Paint one tumor (label 2, clipped to liver and earlier tumors); returns its record."""
-    g, c, r = cv.grid, t["centre"], t["radius"]
-    rec = dict(centre_xyz=c, diameter_mm=float(2 * r), kind=t["kind"], rim=bool(t["rim"]),
-               hu=float(t["base"]), voxels=0)
-    ext = r * 1.9 + 2
-    bb = g.box(c - ext, c + ext)
-    if bb is None:
-        return rec
-    Z, Y, X = g.coords(bb)
+def _field(plan: dict, c, r, Z, Y, X):
+    """Shape field of a tumor: > 0 inside, about 1 - distance / radius near its centre."""
     F = None
-    for cj, rj in t["blobs"]:
+    for cj, rj in [(c, r)] + [(c + u * r * off, r * rad) for u, off, rad in plan["blobs"]]:
         dj = 1 - np.sqrt((X - F32(cj[0])) ** 2 + (Y - F32(cj[1])) ** 2
                          + (Z - F32(cj[2])) ** 2) / F32(rj)
         F = dj if F is None else np.maximum(F, dj)
-    for k, ph, a in t["modes"]:
+    for k, ph, a in plan["modes"]:
         F = F + F32(np.linalg.norm(a)) * np.sin(F32(k[0]) * X + F32(k[1]) * Y
                                                 + F32(k[2]) * Z + F32(ph))
+    return F
+
+
+def paint_tumor(cv: Canvas, plan: dict, c) -> dict:
+    """Paint one tumor centred at ``c`` (label 2, clipped to the liver and earlier tumors).
+
+    Tumors smaller than 2.2 voxels are painted at 2.2 voxels, so that they stay visible on
+    coarse grids. Returns its record: ``centre_xyz`` (mm), ``diameter_mm`` (as painted),
+    ``kind``, ``rim``, ``hu`` (mean HU painted, before blur and noise), ``voxels``.
+    """
+    g = cv.grid
+    min_d = 2.2 * float(max(g.x[1] - g.x[0], g.z[1] - g.z[0] if g.z.size > 1 else 1.0))
+    r = max(plan["diameter_mm"], min_d) / 2
+    rec = dict(centre_xyz=c, diameter_mm=float(2 * r), kind=plan["kind"], rim=plan["rim"],
+               hu=float(plan["hu"]), voxels=0)
+    bb = g.box(c - (r * 1.9 + 2), c + (r * 1.9 + 2))
+    if bb is None:
+        return rec
+    Z, Y, X = g.coords(bb)
+    F = _field(plan, c, r, Z, Y, X)
     env = (cv.lab[bb] == 1) | (cv.lab[bb] == 2)
     region = _largest_piece((F > 0) & env)
     if not region.any():
@@ -109,42 +133,14 @@ def _paint_tumor(cv: Canvas, t: dict) -> dict:
         xi = int(np.argmin(np.abs(g.x[bb[2]] - c[0])))
         region = np.zeros(env.shape, bool)
         region[zi, yi, xi] = env[zi, yi, xi]
-    tex = F32(5) * qnoise(X, Y, Z, t["tex_dirs"])
-    val = np.broadcast_to(F32(t["base"]) + tex, region.shape).copy()
-    if t["necrosis"]:
-        val = np.where(F > 0.45, F32(t["nec_hu"]) + tex, val)
-    if t["rim"]:
-        val = np.where(F < 0.05, F32(t["rim_hu"]), val)
+    tex = F32(5) * qnoise(X, Y, Z, plan["texture_waves"])
+    val = np.broadcast_to(F32(plan["hu"]) + tex, region.shape).copy()
+    if plan["necrosis"]:
+        val = np.where(F > 0.45, F32(plan["necrosis_hu"]) + tex, val)
+    if plan["rim"]:
+        val = np.where(F < 0.05, F32(plan["rim_hu"]), val)
     cv.paint(bb, region, val, label=2, occupy=True)
     nvox = int(region.sum())
     if nvox:
         rec.update(hu=float(val[region].mean()), voxels=nvox)
     return rec
-
-
-def place_and_paint_tumors(rt, n: int, shape: LiverShape, cv: Canvas, liver_hu: float) -> list:
-    """Choose ``n`` tumors inside the painted liver and paint them (label 2).
-
-    Returns one dict per tumor: ``centre_xyz`` (anatomical mm), ``diameter_mm``, ``kind``
-    ('hypo' or 'hyper'), ``rim`` (bool), ``hu`` (mean HU painted), ``voxels`` (count).
-    """
-    if n == 0:
-        return []
-    depth, axes = liver_depth(shape, cv)
-    if depth is None:
-        return []
-    g = cv.grid
-    # Most liver lesions are hypodense in the portal venous phase (metastases, HCC wash-out);
-    # hyperdense ones are the minority.
-    case_kind = rt.choice(["hypo", "hypo", "hypo", "hypo", "hyper", "mixed"])
-    centres: list[tuple[np.ndarray, float]] = []
-    out = []
-    min_d = 2.2 * float(max(g.x[1] - g.x[0], g.z[1] - g.z[0] if g.z.size > 1 else 1.0))
-    for _ in range(n):
-        d = float(np.exp(rt.uniform(np.log(5.0), np.log(60.0))))
-        r = max(d, min_d) / 2
-        c = _place(rt, depth, axes, r, centres)
-        centres.append((c, r))
-        kind = case_kind if case_kind != "mixed" else ("hypo" if rt.uniform() < 0.6 else "hyper")
-        out.append(_paint_tumor(cv, _draw_tumor(rt, c, r, d, kind, liver_hu)))
-    return out
