@@ -1,7 +1,9 @@
 """Synthetic LiTS-like abdominal CT cases, for tests, demos and the notebooks without real data.
 
-Each case is a portal-venous-phase CT of the upper abdomen (lung bases / diaphragm domes down
-to the lower kidneys) with its LiTS label map (0 background, 1 liver, 2 tumor). The anatomy
+Each case is a CT of the upper abdomen (lung bases / diaphragm domes down to the lower
+kidneys) in one contrast phase (unenhanced, late arterial, portal venous or delayed; see
+:mod:`livertumor.demo.anatomy.tissues`) with its LiTS label map (0 background, 1 liver,
+2 tumor). The anatomy
 is built in 3-D in millimetres (see :mod:`livertumor.demo.anatomy`): body outline with skin,
 subcutaneous fat and muscle wall, ribs, spine, lung bases, heart, diaphragm, liver with portal
 and hepatic veins, spleen, kidneys, stomach, duodenum, pancreas, bowel, aorta, IVC, a CT table,
@@ -81,8 +83,10 @@ class DemoCase:
         ``rim`` (rim enhancement), ``hu`` (mean HU painted before blur and noise),
         ``volume_ml`` (voxels labelled 2 from this tumor).
     phase : dict
-        Contrast phase and tissue values: ``name`` ('portal venous'), ``liver_hu``,
-        ``spleen_hu``, ``aorta_hu``, ``portal_hu``, ``noise_hu`` (noise sigma),
+        Contrast phase and tissue values (HU, before blur and noise): ``name`` (one of
+        'unenhanced', 'late arterial', 'portal venous', 'delayed'), ``liver_hu``,
+        ``spleen_hu``, ``kidney_cortex_hu``, ``kidney_medulla_hu``, ``aorta_hu``,
+        ``portal_hu``, ``hepatic_hu``, ``pancreas_hu``; ``noise_hu`` (noise sigma),
         ``blur_mm`` (in-plane Gaussian sigma), ``oral_contrast`` (bool).
     fov_mm : float
         In-plane field of view.
@@ -130,6 +134,37 @@ class DemoCase:
         return vol, seg
 
 
+def _tumor_records(painted: list[dict], grid, spacing, affine) -> list[dict]:
+    """The :attr:`DemoCase.tumors` records of the tumors the anatomy painted on ``grid``."""
+    vox_ml = float(np.prod(spacing)) / 1000.0
+    out = []
+    for t in painted:
+        x, y, z = t["centre_xyz"]
+        vox = ((y - grid.y[0]) / spacing[0], (x - grid.x[0]) / spacing[1],
+               (z - grid.z[0]) / spacing[2])
+        world = affine @ np.array([*vox, 1.0])
+        out.append(dict(centre_mm=tuple(float(v) for v in world[:3]),
+                        centre_voxel=tuple(float(v) for v in vox),
+                        diameter_mm=round(float(t["diameter_mm"]), 2), kind=t["kind"],
+                        rim=t["rim"], hu=round(float(t["hu"]), 1),
+                        volume_ml=round(t["voxels"] * vox_ml, 3)))
+    return out
+
+
+def _phase_record(an: Anatomy, geo: dict) -> dict:
+    """The :attr:`DemoCase.phase` record: phase name, tissue values, scanner blur and noise."""
+    h = an.tissue_hu
+    rec = dict(name=an.phase)
+    for key, tissue in (("liver_hu", "liver"), ("spleen_hu", "spleen"),
+                        ("kidney_cortex_hu", "kid_cortex"), ("kidney_medulla_hu", "kid_medulla"),
+                        ("aorta_hu", "aorta"), ("portal_hu", "portal"), ("hepatic_hu", "hepatic"),
+                        ("pancreas_hu", "pancreas")):
+        rec[key] = round(h[tissue], 1)
+    rec.update(noise_hu=round(geo["noise_hu"], 2), blur_mm=round(geo["blur_mm"], 3),
+               oral_contrast=bool(an.oral_contrast))
+    return rec
+
+
 def make_case(case_id: int, seed: int, size: int = 512) -> DemoCase:
     """Generate one synthetic case in memory.
 
@@ -149,7 +184,7 @@ def make_case(case_id: int, seed: int, size: int = 512) -> DemoCase:
         ``ct`` int16 HU and ``mask`` uint8 labels, both canonical (rows, columns, slices).
     """
     geo = case_geometry(case_id, seed, size)
-    an = Anatomy(seed, case_id, geo["fov"], n_tumors=geo["n_tumors"])
+    an = Anatomy(seed, case_id, geo["fov"], n_tumors=geo["n_tumors"], phase=geo["phase"])
     ref = geo if size == SETTLE_SIZE else case_geometry(case_id, seed, SETTLE_SIZE)
     an.settle(case_grid(ref, an.body, SETTLE_SIZE))
     grid = case_grid(geo, an.body, size)
@@ -163,22 +198,8 @@ def make_case(case_id: int, seed: int, size: int = 512) -> DemoCase:
     mask = np.ascontiguousarray(lab.transpose(1, 2, 0))
     affine = case_affine(geo, grid)
     sp = geo["spacing"]
-    vox_ml = float(np.prod(sp)) / 1000.0
-    tumors = []
-    for t in an.tumors:
-        x, y, z = t["centre_xyz"]
-        vox = ((y - grid.y[0]) / sp[0], (x - grid.x[0]) / sp[1], (z - grid.z[0]) / sp[2])
-        world = affine @ np.array([*vox, 1.0])
-        tumors.append(dict(centre_mm=tuple(float(v) for v in world[:3]),
-                           centre_voxel=tuple(float(v) for v in vox),
-                           diameter_mm=round(float(t["diameter_mm"]), 2), kind=t["kind"],
-                           rim=t["rim"], hu=round(float(t["hu"]), 1),
-                           volume_ml=round(t["voxels"] * vox_ml, 3)))
-    h = an.tissue_hu
-    phase = dict(name="portal venous", liver_hu=round(h["liver"], 1),
-                 spleen_hu=round(h["spleen"], 1), aorta_hu=round(h["aorta"], 1),
-                 portal_hu=round(h["portal"], 1), noise_hu=round(geo["noise_hu"], 2),
-                 blur_mm=round(geo["blur_mm"], 3), oral_contrast=bool(an.oral_contrast))
+    tumors = _tumor_records(an.tumors, grid, geo["spacing"], affine)
+    phase = _phase_record(an, geo)
     return DemoCase(case_id=case_id, seed=seed, size=size, ct=ct, mask=mask,
                     spacing=tuple(float(s) for s in sp), axcodes=tuple(geo["axcodes"]),
                     affine=affine, tumors=tumors, phase=phase, fov_mm=float(geo["fov"]))
@@ -199,7 +220,7 @@ def case_paths(out_dir: str | Path, case_id: int) -> tuple[Path, Path]:
 
 COLUMNS = ["case_id", "volume", "segmentation", "rows", "cols", "slices", "spacing_row_mm",
            "spacing_col_mm", "slice_mm", "axcodes", "n_tumors", "tumor_diameters_mm",
-           "tumor_kinds", "liver_ml", "tumor_ml", "liver_hu", "noise_hu", "seed", "size"]
+           "tumor_kinds", "liver_ml", "tumor_ml", "phase", "liver_hu", "noise_hu", "seed", "size"]
 
 
 def _row(case: DemoCase, out_dir: Path) -> dict:
@@ -214,7 +235,8 @@ def _row(case: DemoCase, out_dir: Path) -> dict:
         tumor_diameters_mm=";".join(f"{t['diameter_mm']:.1f}" for t in case.tumors),
         tumor_kinds=";".join(t["kind"] for t in case.tumors),
         liver_ml=round(case.liver_ml, 1), tumor_ml=round(case.tumor_ml, 2),
-        liver_hu=case.phase["liver_hu"], noise_hu=case.phase["noise_hu"],
+        phase=case.phase["name"], liver_hu=case.phase["liver_hu"],
+        noise_hu=case.phase["noise_hu"],
         seed=case.seed, size=case.size)
 
 
@@ -235,7 +257,7 @@ def _row_from_files(case_id: int, out_dir: Path, seed: int, size: int) -> dict:
         slice_mm=round(geo.spacing[2], 4), axcodes="".join(geo.axcodes), n_tumors=int(n),
         tumor_diameters_mm=";".join(f"{d:.1f}" for d in diam), tumor_kinds="",
         liver_ml=round(np.count_nonzero(mask) * vox, 1),
-        tumor_ml=round(np.count_nonzero(mask == 2) * vox, 2), liver_hu=np.nan,
+        tumor_ml=round(np.count_nonzero(mask == 2) * vox, 2), phase="", liver_hu=np.nan,
         noise_hu=np.nan, seed=seed, size=size)
 
 
@@ -265,7 +287,8 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
         Show a ``tqdm`` progress bar over cases.
     overwrite : bool, default False
         Regenerate cases whose two files exist. Without it such cases are skipped, unless
-        ``demo_cases.csv`` records them with another seed or size.
+        ``demo_cases.csv`` records them with another seed or size, or lacks columns (it was
+        written by an earlier version of the generator).
 
     Returns
     -------
@@ -274,8 +297,9 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
         ``out_dir``), ``rows``, ``cols``, ``slices`` (canonical shape), ``spacing_row_mm``,
         ``spacing_col_mm``, ``slice_mm``, ``axcodes`` (stored, e.g. 'LPS'), ``n_tumors``,
         ``tumor_diameters_mm`` and ``tumor_kinds`` (';'-joined), ``liver_ml`` (labels 1+2),
-        ``tumor_ml`` (label 2), ``liver_hu``, ``noise_hu``, ``seed``, ``size``. The same table
-        is written to ``out_dir/demo_cases.csv``.
+        ``tumor_ml`` (label 2), ``phase`` (contrast phase), ``liver_hu``, ``noise_hu``,
+        ``seed``, ``size``. The same table is written to ``out_dir/demo_cases.csv``; a case
+        described from its files alone (no CSV row) has an empty phase and kinds.
 
     Files are byte-identical for the same ``(n_cases, seed, size)``.
     """
@@ -295,7 +319,8 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
     for i in tqdm(range(n_cases), desc="demo cases", unit="case", disable=not progress):
         vol, seg = case_paths(out_dir, i)
         prev = previous.get(i)
-        same = prev is not None and int(prev["seed"]) == seed and int(prev["size"]) == size
+        same = (prev is not None and all(k in prev for k in COLUMNS)
+                and int(prev["seed"]) == seed and int(prev["size"]) == size)
         if not overwrite and vol.exists() and seg.exists() and (prev is None or same):
             if same:
                 rows.append({k: prev[k] for k in COLUMNS})
@@ -306,7 +331,7 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
         write_case(case, out_dir)
         rows.append(_row(case, out_dir))
     table = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("tumor_diameters_mm", "tumor_kinds"):
+    for col in ("tumor_diameters_mm", "tumor_kinds", "phase"):
         table[col] = table[col].fillna("").astype(str)
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)

@@ -18,9 +18,11 @@ on ``size``. Then
 Orientation: arrays in memory are canonical ``('P', 'L', 'S')`` (see
 :mod:`livertumor.data.volumes`); on disk each case is stored with its own axis codes, as LiTS
 files are: mostly ``('L', 'P', 'S')``, some ``('R', 'A', 'S')``, ``('L', 'P', 'I')`` and
-permuted orders (``('P', 'L', 'S')``, ``('A', 'R', 'S')``). Every block of 8 consecutive case
-ids holds each orientation kind and each tumor-count kind (0, 1, 1, 2, 3, 4, 6, random) once,
-in an order shuffled by the seed.
+permuted orders (``('P', 'L', 'S')``, ``('A', 'R', 'S')``).
+
+Every block of 8 consecutive case ids holds each orientation kind and each tumor-count kind
+(0, 1, 1, 2, 3, 4, 6, random) once, and every contrast phase (portal venous three times, late
+arterial and unenhanced twice, delayed once), in orders shuffled by the seed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ _THICKNESSES = (0.7, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0)
 _THICKNESS_P = (0.06, 0.18, 0.2, 0.2, 0.16, 0.1, 0.1)
 _ORIENT_KINDS = ("LPS", "LPS", "LPS", "LPS", "RAS", "LPI", "permuted", "any")
 _TUMOR_KINDS = (0, 1, 1, 2, 3, 4, 6, -1)
+# portal venous the most common, as in LiTS; every phase in every block of 8 case ids
+_PHASE_KINDS = ("portal venous", "portal venous", "portal venous", "late arterial",
+                "late arterial", "delayed", "unenhanced", "unenhanced")
 
 
 def _orientation(kind: str, rng) -> tuple[str, str, str]:
@@ -45,12 +50,14 @@ def _orientation(kind: str, rng) -> tuple[str, str, str]:
     return tuple(kind)
 
 
-def _block_kinds(seed: int, case_id: int) -> tuple[str, int]:
-    """Orientation kind and tumor count of a case, balanced within blocks of 8 case ids."""
+def _block_kinds(seed: int, case_id: int) -> tuple[str, int, str]:
+    """Orientation kind, tumor count and contrast phase of a case, balanced within blocks of
+    8 case ids."""
     rb = np.random.default_rng([seed, case_id // 8, 7919])
     o = _ORIENT_KINDS[rb.permutation(8)[case_id % 8]]
     t = _TUMOR_KINDS[rb.permutation(8)[case_id % 8]]
-    return o, t
+    p = _PHASE_KINDS[rb.permutation(8)[case_id % 8]]
+    return o, t, p
 
 
 def case_geometry(case_id: int, seed: int, size: int) -> dict:
@@ -60,7 +67,8 @@ def case_geometry(case_id: int, seed: int, size: int) -> dict:
     -------
     dict with ``fov`` (mm), ``t512`` (slice thickness at 512, mm), ``spacing`` (row, col,
     slice mm), ``n_slices``, ``z_top`` (mm above the right diaphragm dome), ``coverage``
-    (nominal z extent, mm), ``axcodes``, ``n_tumors``, ``world_centre`` (RAS x, y of the image
+    (nominal z extent, mm), ``axcodes``, ``n_tumors``, ``phase`` (contrast phase, one of
+    :data:`.anatomy.tissues.PHASES`), ``world_centre`` (RAS x, y of the image
     centre and z of the coverage's lower end, mm), ``centre_jitter`` (anatomical (x, y) shift
     of the image centre, mm), ``blur_mm``, ``noise_hu``, ``noise_corr_px``, ``fov_circle``
     (bool).
@@ -78,7 +86,7 @@ def case_geometry(case_id: int, seed: int, size: int) -> dict:
     else:
         thick = max(t512, min(t512 * 512 / size, 1.5 * sp))
     n_slices = max(int(round(coverage / thick)), 8)
-    okind, n_tumors = _block_kinds(seed, case_id)
+    okind, n_tumors, phase = _block_kinds(seed, case_id)
     axcodes = _orientation(okind, rng)
     if n_tumors < 0:
         n_tumors = int(rng.integers(0, 9))
@@ -86,7 +94,7 @@ def case_geometry(case_id: int, seed: int, size: int) -> dict:
     return dict(
         fov=fov, t512=t512, spacing=(sp, sp, thick), n_slices=n_slices, z_top=z_top,
         coverage=coverage,
-        axcodes=axcodes, n_tumors=int(n_tumors), world_centre=world_centre,
+        axcodes=axcodes, n_tumors=int(n_tumors), phase=phase, world_centre=world_centre,
         centre_jitter=(rng.uniform(-12, 12), rng.uniform(-6, 6)),
         blur_mm=rng.uniform(0.6, 1.0), noise_hu=rng.uniform(10, 20),
         noise_corr_px=rng.uniform(0.55, 0.85), fov_circle=bool(rng.uniform() < 0.6),

@@ -147,10 +147,10 @@ class SmallBowel:
     @staticmethod
     def _content_hu(kind, u, oral_contrast, hu):
         if oral_contrast and kind < 0.5:
-            return hu["oral"] * (0.7 + (1.0 - 0.7) * u)
+            return hu["oral"] * (0.7 + 0.3 * u)
         if kind < 0.75:
-            return hu["fluid"] + (-5 + (15 - -5) * u)
-        return 30 + (55 - 30) * u   # collapsed loop, wall and mucus
+            return hu["fluid"] - 5 + 20 * u
+        return 30 + 25 * u   # collapsed loop, wall and mucus
 
     def paint(self, cv: Canvas, hu: dict, oral_contrast: bool) -> None:
         clip = below_diaphragm(cv, 5.0)

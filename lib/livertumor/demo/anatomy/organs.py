@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .body import Body, Diaphragm, maps_for
-from .canvas import Canvas
-from .noise import displace, wave_noise
+from .canvas import F32, Canvas
+from .noise import displace, qnoise, wave_dirs, wave_noise
 from .shapes import ellipsoid, eval_smooth, local, rot, smax
 from .skeleton import Spine
 from .tubes import paint_tube
@@ -48,7 +48,7 @@ def draw_kidneys(rng) -> list[Kidney]:
 
 
 def paint_kidney(cv: Canvas, k: Kidney, spine: Spine, ves: Vessels, hu: dict) -> None:
-    """Perirenal fat, cortex, medullary pyramids, sinus fat, pelvis and the renal vein."""
+    """Perirenal fat, cortex, medullary pyramids, sinus fat, pelvis (urine) and renal vein."""
     g, side = cv.grid, k.side
     c = np.array([spine.x_mm + side * (spine.radius_mm(k.z_mm) + k.lateral_mm),
                   float(spine.centre_y_mm(k.z_mm)) + k.posterior_mm, k.z_mm])
@@ -76,7 +76,7 @@ def paint_kidney(cv: Canvas, k: Kidney, spine: Spine, ves: Vessels, hu: dict) ->
     cv.paint(bb, inside & medulla, hu["kid_medulla"])
     cv.paint(bb, (inside | hilum) & sinus, hu["vfat"] + 20)
     pel = ((u - a[0] * 0.55) / 9) ** 2 + (v / 7) ** 2 + (w / 14) ** 2 < 1
-    cv.paint(bb, (inside | hilum) & pel, hu["fluid"])
+    cv.paint(bb, (inside | hilum) & pel, hu["urine"])
     # renal vein to the IVC; the left one passes in front of the aorta
     hil = c + R @ np.array([a[0] * 0.9, 0, 0])
     ix, iy = ves.ivc_xy(c[2])
@@ -85,19 +85,21 @@ def paint_kidney(cv: Canvas, k: Kidney, spine: Spine, ves: Vessels, hu: dict) ->
         path = [hil, (ax_, ay_ - ves.aorta_radius_mm - 5, c[2] + 4), (ix, iy, c[2] + 6)]
     else:
         path = [hil, (ix, iy, c[2] + 3)]
-    paint_tube(cv, path, [4.5] * len(path), [(0, hu["ivc"], 0, True)],
+    paint_tube(cv, path, [4.5] * len(path), [(0, hu["renal_vein"], 0, True)],
                clip=lambda bb2: cv.cav[bb2])
 
 
 class Spleen:
     """Ellipsoid along the posterolateral wall, deformed by a smooth displacement, its hilar
-    side hollowed; ``centre_mm``, ``semi_axes_mm`` (thickness, width, height), ``modes``."""
+    side hollowed; ``centre_mm``, ``semi_axes_mm`` (thickness, width, height), ``modes``;
+    ``band_waves`` shape the arciform enhancement of the arterial phase."""
 
     def __init__(self, rng, body: Body):
         self.centre_mm = (0.66 * body.cavity_half_width_mm, 0.55 * body.cavity_posterior_mm,
                           rng.uniform(-75, -50))
         self.semi_axes_mm = (rng.uniform(20, 28), rng.uniform(42, 60), rng.uniform(40, 55))
         self.modes = wave_noise(rng, 2, (80, 160), (3, 7))
+        self.band_waves = wave_dirs(rng, 3, (18, 30))
 
     def paint(self, cv: Canvas, body: Body, dia: Diaphragm, hu: dict) -> None:
         c = np.array(self.centre_mm)
@@ -119,7 +121,13 @@ class Spleen:
             return np.maximum(np.maximum(e, fs.cavity_sdf(Z) + 1.5), fs.above_diaphragm(Z) + 4.5)
 
         sdf = eval_smooth(field, cv.grid, bb)
-        cv.paint(bb, (sdf < 0) & cv.cav[bb], hu["spleen"])
+        value = hu["spleen"]
+        if hu["spleen_bands"] > 0:
+            # alternating bands of red and white pulp enhancing at different rates
+            Z, Y, X = cv.grid.coords(bb)
+            bands = np.tanh(F32(2) * qnoise(X, Y, Z, self.band_waves))
+            value = F32(value) + F32(hu["spleen_bands"]) * bands
+        cv.paint(bb, (sdf < 0) & cv.cav[bb], value)
 
 
 class Gallbladder:
@@ -142,7 +150,7 @@ class Gallbladder:
             return
         Z, Y, X = cv.grid.coords(bb)
         e = ellipsoid(X, Y, Z, c, self.semi_axes_mm, rot(roll=self.tilt))
-        cv.paint(bb, (e < 0) & cv.cav[bb], hu["liver"] - 40)
+        cv.paint(bb, (e < 0) & cv.cav[bb], hu["bowel_wall"] - 10)
         cv.paint(bb, (e < -2) & cv.cav[bb], hu["bile"])
 
 

@@ -41,15 +41,25 @@ class Anatomy:
         In-plane field of view (mm); the body is sized to fit it.
     n_tumors : int
         Number of liver tumors to place.
+    phase : str
+        Contrast phase, one of :data:`.tissues.PHASES`; sets the tissue values and how the
+        tumors look.
+
+    Raises
+    ------
+    ValueError
+        For an unknown phase.
     """
 
-    def __init__(self, seed: int, case_id: int, fov: float, n_tumors: int = 0):
+    def __init__(self, seed: int, case_id: int, fov: float, n_tumors: int = 0,
+                 phase: str = "portal venous"):
         def rng(part):
             return organ_rng(seed, case_id, part)
 
         self.body = Body(rng("body"), fov)
         self.diaphragm = Diaphragm(rng("diaphragm"), self.body)
-        self.tissue_hu, self.oral_contrast = draw_tissue_hu(rng("tissues"))
+        self.phase = phase
+        self.tissue_hu, self.oral_contrast = draw_tissue_hu(rng("tissues"), phase)
         self.spine = Spine(rng("spine"), self.body)
         self.vessels = Vessels(rng("vessels"), self.body, self.spine)
         self.kidneys = draw_kidneys(rng("kidneys"))
