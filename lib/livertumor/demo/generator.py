@@ -7,8 +7,10 @@ kidneys) in one contrast phase (unenhanced, late arterial, portal venous or dela
 is built in 3-D in millimetres (see :mod:`livertumor.demo.anatomy`): body outline with skin,
 subcutaneous fat and muscle wall, ribs, spine, lung bases, heart, diaphragm, liver with portal
 and hepatic veins, spleen, kidneys, stomach, duodenum, pancreas, bowel, aorta, IVC, a CT table,
-and 0 to several liver tumors (mostly hypodense, some hyperdense). The HU map is blurred
-(scanner point spread) and correlated noise is added.
+and 0 to several liver tumors: hypovascular (metastasis-like), hypervascular (HCC-like) or
+cysts, whose contrast to the liver depends on the phase (see
+:mod:`livertumor.demo.anatomy.tumors`). The HU map is blurred (scanner point spread) and
+correlated noise is added.
 
 :func:`make_demo_dataset` writes the Kaggle LiTS layout::
 
@@ -79,9 +81,11 @@ class DemoCase:
         Voxel-to-world (RAS+, mm) affine of the canonical arrays.
     tumors : list of dict
         Per tumor: ``centre_mm`` (world RAS mm, 3 floats), ``centre_voxel`` (canonical row,
-        column, slice, floats), ``diameter_mm`` (nominal), ``kind`` ('hypo' or 'hyper'),
-        ``rim`` (rim enhancement), ``hu`` (mean HU painted before blur and noise),
-        ``volume_ml`` (voxels labelled 2 from this tumor).
+        column, slice, floats), ``diameter_mm`` (nominal; at least 2.2 voxels), ``kind``
+        ('hypovascular', 'hypervascular' or 'cyst'), ``rim`` (enhancing rim or capsule),
+        ``hu`` (mean HU painted inside its label, before blur and noise), ``contrast_hu``
+        (``hu`` minus the liver's HU of the phase), ``volume_ml`` (voxels labelled 2 by this
+        tumor; a later tumor may cover some).
     phase : dict
         Contrast phase and tissue values (HU, before blur and noise): ``name`` (one of
         'unenhanced', 'late arterial', 'portal venous', 'delayed'), ``liver_hu``,
@@ -134,7 +138,7 @@ class DemoCase:
         return vol, seg
 
 
-def _tumor_records(painted: list[dict], grid, spacing, affine) -> list[dict]:
+def _tumor_records(painted: list[dict], grid, spacing, affine, liver_hu) -> list[dict]:
     """The :attr:`DemoCase.tumors` records of the tumors the anatomy painted on ``grid``."""
     vox_ml = float(np.prod(spacing)) / 1000.0
     out = []
@@ -147,6 +151,7 @@ def _tumor_records(painted: list[dict], grid, spacing, affine) -> list[dict]:
                         centre_voxel=tuple(float(v) for v in vox),
                         diameter_mm=round(float(t["diameter_mm"]), 2), kind=t["kind"],
                         rim=t["rim"], hu=round(float(t["hu"]), 1),
+                        contrast_hu=round(float(t["hu"]) - liver_hu, 1),
                         volume_ml=round(t["voxels"] * vox_ml, 3)))
     return out
 
@@ -198,7 +203,7 @@ def make_case(case_id: int, seed: int, size: int = 512) -> DemoCase:
     mask = np.ascontiguousarray(lab.transpose(1, 2, 0))
     affine = case_affine(geo, grid)
     sp = geo["spacing"]
-    tumors = _tumor_records(an.tumors, grid, geo["spacing"], affine)
+    tumors = _tumor_records(an.tumors, grid, geo["spacing"], affine, an.tissue_hu["liver"])
     phase = _phase_record(an, geo)
     return DemoCase(case_id=case_id, seed=seed, size=size, ct=ct, mask=mask,
                     spacing=tuple(float(s) for s in sp), axcodes=tuple(geo["axcodes"]),
@@ -220,7 +225,8 @@ def case_paths(out_dir: str | Path, case_id: int) -> tuple[Path, Path]:
 
 COLUMNS = ["case_id", "volume", "segmentation", "rows", "cols", "slices", "spacing_row_mm",
            "spacing_col_mm", "slice_mm", "axcodes", "n_tumors", "tumor_diameters_mm",
-           "tumor_kinds", "liver_ml", "tumor_ml", "phase", "liver_hu", "noise_hu", "seed", "size"]
+           "tumor_kinds", "tumor_contrasts_hu", "liver_ml", "tumor_ml", "phase", "liver_hu",
+           "noise_hu", "seed", "size"]
 
 
 def _row(case: DemoCase, out_dir: Path) -> dict:
@@ -234,6 +240,7 @@ def _row(case: DemoCase, out_dir: Path) -> dict:
         n_tumors=len(case.tumors),
         tumor_diameters_mm=";".join(f"{t['diameter_mm']:.1f}" for t in case.tumors),
         tumor_kinds=";".join(t["kind"] for t in case.tumors),
+        tumor_contrasts_hu=";".join(f"{t['contrast_hu']:.1f}" for t in case.tumors),
         liver_ml=round(case.liver_ml, 1), tumor_ml=round(case.tumor_ml, 2),
         phase=case.phase["name"], liver_hu=case.phase["liver_hu"],
         noise_hu=case.phase["noise_hu"],
@@ -256,6 +263,7 @@ def _row_from_files(case_id: int, out_dir: Path, seed: int, size: int) -> dict:
         spacing_row_mm=round(geo.spacing[0], 4), spacing_col_mm=round(geo.spacing[1], 4),
         slice_mm=round(geo.spacing[2], 4), axcodes="".join(geo.axcodes), n_tumors=int(n),
         tumor_diameters_mm=";".join(f"{d:.1f}" for d in diam), tumor_kinds="",
+        tumor_contrasts_hu="",
         liver_ml=round(np.count_nonzero(mask) * vox, 1),
         tumor_ml=round(np.count_nonzero(mask == 2) * vox, 2), phase="", liver_hu=np.nan,
         noise_hu=np.nan, seed=seed, size=size)
@@ -296,7 +304,8 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
         One row per case: ``case_id``, ``volume`` and ``segmentation`` (paths relative to
         ``out_dir``), ``rows``, ``cols``, ``slices`` (canonical shape), ``spacing_row_mm``,
         ``spacing_col_mm``, ``slice_mm``, ``axcodes`` (stored, e.g. 'LPS'), ``n_tumors``,
-        ``tumor_diameters_mm`` and ``tumor_kinds`` (';'-joined), ``liver_ml`` (labels 1+2),
+        ``tumor_diameters_mm``, ``tumor_kinds`` and ``tumor_contrasts_hu`` (tumor minus liver
+        HU as painted; ';'-joined, one per tumor), ``liver_ml`` (labels 1+2),
         ``tumor_ml`` (label 2), ``phase`` (contrast phase), ``liver_hu``, ``noise_hu``,
         ``seed``, ``size``. The same table is written to ``out_dir/demo_cases.csv``; a case
         described from its files alone (no CSV row) has an empty phase and kinds.
@@ -331,7 +340,7 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
         write_case(case, out_dir)
         rows.append(_row(case, out_dir))
     table = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("tumor_diameters_mm", "tumor_kinds", "phase"):
+    for col in ("tumor_diameters_mm", "tumor_kinds", "tumor_contrasts_hu", "phase"):
         table[col] = table[col].fillna("").astype(str)
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)

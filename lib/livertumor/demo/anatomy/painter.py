@@ -74,7 +74,7 @@ class Anatomy:
         self.lung_vessels = LungVessels(rng("lung vessels"), self.body)
         self.liver = Liver(rng("liver"), self.body, self.diaphragm, self.spine, self.vessels)
         self.liver_veins = LiverVeins(rng("liver veins"), self.vessels)
-        self.tumor_plans = draw_tumor_plans(rng("tumors"), int(n_tumors),
+        self.tumor_plans = draw_tumor_plans(rng("tumors"), int(n_tumors), phase,
                                             self.tissue_hu["liver"])
         self._placement_rng = rng("tumor placement")
         self.tumor_centres: list[np.ndarray] = []
