@@ -37,15 +37,9 @@ class LungVessels:
                 self.tubes.append((p0, p1, r, rng.uniform(-20, 60)))
 
 
-def paint_thorax(cv: Canvas, dia: Diaphragm, spine: Spine, heart: Heart,
-                 lung_vessels: LungVessels, hu: dict) -> None:
-    """Lungs above the diaphragm, diaphragm muscle, mediastinum, heart, lung vessels."""
-    g = cv.grid
-    zmin = float(cv.maps.dome_z_mm.min()) - 6
-    bb = g.box((g.x[0], g.y[0], zmin), (g.x[-1], g.y[-1], g.z[-1] + 1))
-    if bb is None:
-        return
-    Z, Y, X = g.coords(bb)
+def _paint_slab(cv: Canvas, bb, spine: Spine, heart: Heart, heart_centre, hu: dict) -> None:
+    """The thorax within one box of slices (all of it is voxelwise)."""
+    Z, Y, X = cv.grid.coords(bb)
     ds = cv.maps.box(bb).above_diaphragm(Z)
     cav = cv.cav[bb]
     cv.paint(bb, cav & (ds > -4.5) & (ds <= 0), hu["muscle"], occupy=False)
@@ -55,14 +49,30 @@ def paint_thorax(cv: Canvas, dia: Diaphragm, spine: Spine, heart: Heart,
     ys = spine.centre_y_mm(zs)[:, None, None] - spine.radius_mm(zs)[:, None, None]
     med = ((X - F32(spine.x_mm + 6)) / F32(32)) ** 2 + ((Y - ys.astype(F32) + 14) / F32(24)) ** 2
     cv.paint(bb, lung & (med < 1), hu["vfat"], occupy=False)
-    # heart resting on the central tendon
-    xc, yc = heart.centre_xy_mm
-    dz = float(dia.height(np.float32(xc), np.float32(yc)))
-    c = (xc, yc, dz + heart.semi_axes_mm[2] * 0.7)
-    e = ellipsoid(X, Y, Z, c, heart.semi_axes_mm, rot(heart.yaw))
+    e = ellipsoid(X, Y, Z, heart_centre, heart.semi_axes_mm, rot(heart.yaw))
     cv.paint(bb, cav & (ds > 0) & (e < 7), hu["vfat"])
     cv.paint(bb, cav & (ds > 1.5) & (e < 0), hu["myocardium"])
     cv.paint(bb, cav & (ds > 10) & (e < -9), hu["blood"])
+
+
+def paint_thorax(cv: Canvas, dia: Diaphragm, spine: Spine, heart: Heart,
+                 lung_vessels: LungVessels, hu: dict, slab: int = 16) -> None:
+    """Lungs above the diaphragm, diaphragm muscle, mediastinum, heart, lung vessels.
+
+    Painted ``slab`` slices at a time, so that the temporary arrays stay small.
+    """
+    g = cv.grid
+    zmin = float(cv.maps.dome_z_mm.min()) - 6
+    bb = g.box((g.x[0], g.y[0], zmin), (g.x[-1], g.y[-1], g.z[-1] + 1))
+    if bb is None:
+        return
+    # the heart rests on the central tendon
+    xc, yc = heart.centre_xy_mm
+    dz = float(dia.height(np.float32(xc), np.float32(yc)))
+    centre = (xc, yc, dz + heart.semi_axes_mm[2] * 0.7)
+    for k0 in range(bb[0].start, bb[0].stop, slab):
+        _paint_slab(cv, (slice(k0, min(k0 + slab, bb[0].stop)), bb[1], bb[2]), spine, heart,
+                    centre, hu)
 
     def lung_clip(bb2):
         return (cv.hu[bb2] < -600) & cv.cav[bb2]
