@@ -21,9 +21,11 @@ Shapes are distorted ellipsoids, lobulated by extra blobs and rippled by smooth 
 textured interiors and edges blended into the liver over a narrow band, after Hu et al.,
 "Label-Free Liver Tumor Segmentation", CVPR 2023 (shape variety mattered most for small
 tumors). Sizes run from 5 mm to 60 mm in diameter, small ones the most common. Contrast
-ranges keep every lesion at least 14 HU from the liver in its case's phase, and its texture
-at most a quarter of that, so that a lesion of 10 mm or more keeps 10 HU or more of mean
-contrast after the blended edge and the scanner's blur at 512 px.
+ranges keep every lesion at least 16 HU from the liver in its case's phase, its texture at
+most a quarter of that, its blended edge within 15 % of its radius and any enhancing rim thin,
+so that a lesion of 10 mm or more keeps at least 10 HU of mean contrast to the liver after
+the scanner's blur at 512 px (11 HU in the worst case: 16 HU, a 10 mm sphere, the widest edge
+and blur).
 """
 
 from __future__ import annotations
@@ -43,14 +45,14 @@ _KIND_P = (0.5, 0.3, 0.2)
 
 # lesion minus liver (low, high) HU per kind and phase; cysts have their own absolute HU
 _CONTRAST = {
-    "hypovascular": {"unenhanced": (-30, -15), "late arterial": (-45, -20),
+    "hypovascular": {"unenhanced": (-30, -16), "late arterial": (-45, -20),
                      "portal venous": (-70, -35), "delayed": (-45, -20)},
-    "hypervascular": {"unenhanced": (-25, -14), "late arterial": (30, 70),
+    "hypervascular": {"unenhanced": (-26, -16), "late arterial": (30, 70),
                       "portal venous": (-30, -16), "delayed": (-40, -20)},
 }
 _CYST_HU = (0, 20)
 # enhancing rim (metastasis) or capsule (HCC): the phases that show it, rim minus liver HU
-_RIM = {"hypovascular": ({"late arterial", "portal venous"}, (5, 25)),
+_RIM = {"hypovascular": ({"late arterial", "portal venous"}, (5, 20)),
         "hypervascular": ({"portal venous", "delayed"}, (5, 20))}
 
 _MIN_DEPTH_MM = 8.0
@@ -104,14 +106,16 @@ def _draw_look(rng, kind: str, d: float, phase: str, liver_hu: float) -> dict:
     texture_hu = min(rng.uniform(*texture), 0.25 * abs(contrast))
     edge = {"hypovascular": (0.5, 2.0), "hypervascular": (0.5, 1.5), "cyst": (0, 0)}[kind]
     phases, rim_range = _RIM.get(kind, (set(), (0, 0)))
-    rim = d >= 15 and phase in phases and rng.uniform() < 0.4
+    # a thin rim (6 % of the radius) on lesions of 20 mm and more that differ from the liver
+    # by 25 HU or more, so that the lesion's mean stays on the side of its core
+    rim = d >= 20 and abs(contrast) >= 25 and phase in phases and rng.uniform() < 0.4
     necrosis = kind != "cyst" and d >= 28 and rng.uniform() < 0.4
     r = d / 2
     return dict(hu=hu, texture_hu=texture_hu,
                 texture_waves=wave_dirs(rng, 4, (max(r / 2, 3.0), max(r, 5.0))),
                 edge_mm=rng.uniform(*edge), rim=bool(rim),
                 rim_hu=liver_hu + rng.uniform(*rim_range) if rim else hu,
-                rim_mm=rng.uniform(0.8, 1.5), necrosis=bool(necrosis),
+                rim_mm=min(rng.uniform(0.8, 1.5), 0.06 * r), necrosis=bool(necrosis),
                 necrosis_hu=rng.uniform(10, 35))
 
 
@@ -147,8 +151,9 @@ def place_tumors(rng, plans: list[dict], cv: Canvas) -> list[np.ndarray]:
     """Centres (x, y, z mm) for the planned tumors, inside the liver painted on ``cv``.
 
     A centre lies at least 80 % of the radius deep in the liver, and at least 8 mm deep (small
-    tumors, painted larger on coarse grids, stay in the liver), and apart from earlier tumors
-    when there is room. Returns [] when no liver is painted.
+    tumors, painted larger on coarse grids, stay in the liver), and, when there is room, 1.2
+    times the sum of the radii away from earlier tumors, so that tumors seldom touch (LiTS
+    counts touching tumors as one lesion). Returns [] when no liver is painted.
     """
     liver = cv.lab == 1
     if not plans or not liver.any():
@@ -165,7 +170,7 @@ def place_tumors(rng, plans: list[dict], cv: Canvas) -> list[np.ndarray]:
         for _attempt in range(25):
             zi, yi, xi = cand[int(rng.integers(len(cand)))]
             p = np.array([g.x[xi], g.y[yi], g.z[zi]]) + rng.uniform(-2.5, 2.5, 3)
-            if all(np.linalg.norm(p - q) > 0.7 * (r + rq) for q, rq in placed):
+            if all(np.linalg.norm(p - q) > 1.2 * (r + rq) for q, rq in placed):
                 break
         placed.append((p, r))
     return [p for p, _ in placed]
@@ -212,7 +217,7 @@ def _lesion_values(plan: dict, F, r, Z, Y, X, under):
         val = np.where(F > 0.5, F32(plan["necrosis_hu"]), val)
     if plan["rim"]:
         val = np.where(F < plan["rim_mm"] / r, F32(plan["rim_hu"]), val)
-    band = min(plan["edge_mm"], 0.25 * r) / r
+    band = min(plan["edge_mm"], 0.15 * r) / r
     if plan["rim"]:
         band = min(band, 0.5 * plan["rim_mm"] / r)
     if band <= 0:
