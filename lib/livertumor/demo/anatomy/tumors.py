@@ -36,6 +36,7 @@ from scipy import ndimage
 from .canvas import F32, Canvas
 from .noise import qnoise, wave_dirs, wave_noise
 from .shapes import rot
+from .tissues import PHASES
 
 KINDS = ("hypovascular", "hypervascular", "cyst")
 """Lesion kinds, as recorded per tumor."""
@@ -66,12 +67,12 @@ def lesion_contrast_range(kind: str, phase: str, liver_hu: float) -> tuple[float
     ValueError
         For an unknown kind or phase.
     """
+    if phase not in PHASES:
+        raise ValueError(f"unknown contrast phase {phase!r}; expected one of {PHASES}")
     if kind == "cyst":
         return (_CYST_HU[0] - liver_hu, _CYST_HU[1] - liver_hu)
     if kind not in _CONTRAST:
         raise ValueError(f"unknown lesion kind {kind!r}; expected one of {KINDS}")
-    if phase not in _CONTRAST[kind]:
-        raise ValueError(f"unknown contrast phase {phase!r}")
     return tuple(float(v) for v in _CONTRAST[kind][phase])
 
 
