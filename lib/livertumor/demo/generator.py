@@ -1,12 +1,16 @@
 """Synthetic LiTS-like abdominal CT cases, for tests, demos and the notebooks without real data.
 
-Each case is a portal-venous-phase CT of the upper abdomen (lung bases / diaphragm domes down
-to the lower kidneys) with its LiTS label map (0 background, 1 liver, 2 tumor). The anatomy
+Each case is a CT of the upper abdomen (lung bases / diaphragm domes down to the lower
+kidneys) in one contrast phase (unenhanced, late arterial, portal venous or delayed; see
+:mod:`livertumor.demo.anatomy.tissues`) with its LiTS label map (0 background, 1 liver,
+2 tumor). The anatomy
 is built in 3-D in millimetres (see :mod:`livertumor.demo.anatomy`): body outline with skin,
 subcutaneous fat and muscle wall, ribs, spine, lung bases, heart, diaphragm, liver with portal
 and hepatic veins, spleen, kidneys, stomach, duodenum, pancreas, bowel, aorta, IVC, a CT table,
-and 0 to several liver tumors (mostly hypodense, some hyperdense). The HU map is blurred
-(scanner point spread) and correlated noise is added.
+and 0 to several liver tumors: hypovascular (metastasis-like), hypervascular (HCC-like) or
+cysts, whose contrast to the liver depends on the phase (see
+:mod:`livertumor.demo.anatomy.tumors`). The HU map is blurred (scanner point spread) and
+correlated noise is added.
 
 :func:`make_demo_dataset` writes the Kaggle LiTS layout::
 
@@ -15,40 +19,25 @@ and 0 to several liver tumors (mostly hypodense, some hyperdense). The HU map is
     out_dir/segmentations/segmentation-0.nii ...
     out_dir/demo_cases.csv
 
-Geometry and its dependence on the matrix ``size``
----------------------------------------------------
-For every case a field of view ``fov`` (340-460 mm), a *reference* slice thickness ``t512``
-(drawn from 0.7, 1, 1.5, 2, 2.5, 3, 5 mm, mostly 1-2.5) and a z coverage (200-240 mm, from
-15-35 mm above the right diaphragm dome down past the kidneys) are drawn; they do not depend
-on ``size``. Then
+Generation time grows with the number of voxels; ``benchmarks/demo_speed.py`` prints the
+seconds per case at 64, 128, 256 and 512 px. Peak memory is about 18 bytes per voxel
+(measured at 512 px: 520 MiB over the interpreter's for 512 x 512 x 116 voxels).
 
-* in-plane spacing = ``fov / size`` (rows = columns = ``size``): 0.66-0.9 mm at 512,
-  2.7-3.6 mm at 128, 5.3-7.2 mm at 64, so the body always fits the image;
-* slice thickness = ``t512`` for ``size >= 512``; for smaller sizes
-  ``max(t512, min(t512 * 512 / size, 1.5 * in-plane spacing))``, i.e. it grows with the
-  in-plane spacing up to 1.5 times it (never thinner than ``t512``);
-* number of slices = ``round(coverage / slice thickness)`` (about 40-340 at 512,
-  about 40-90 at 128, about 20-45 at 64).
+The anatomy (all shapes, tissue values, tumors) is drawn from one generator per part of the
+body, ``numpy.random.default_rng([seed, case_id, key])`` with a key per part
+(:func:`livertumor.demo.anatomy.painter.organ_rng`), and does not depend on ``size``; only its
+sampling does. What depends on where the organs lie once painted (the liver's size after
+other organs carve their share, the tumor centres inside the liver) is fixed on a grid of
+``SETTLE_SIZE`` columns, also whatever ``size``; only tumors smaller than 2.2 voxels are
+painted larger, at 2.2 voxels, on coarse grids. A case's content depends on
+``(seed, case_id, size)`` only, not on how many cases are made.
 
-Timing (2-core machine): about 0.1 s per case at 64, 0.15-0.2 s at 128, 5-17 s at 512
-(17 s for 329 slices of 0.7 mm), peak memory about 11 bytes per voxel.
-
-The anatomy (all shapes, tissue values, tumors) is drawn from the generators
-``numpy.random.default_rng([seed, case_id, k])`` and does not depend on ``size``; only its
-sampling does. A case's content depends on ``(seed, case_id, size)`` only, not on how many
-cases are made.
-
-Orientation: arrays in memory are canonical ``('P', 'L', 'S')`` (see
-:mod:`livertumor.data.volumes`); on disk each case is stored with its own axis codes, as LiTS
-files are: mostly ``('L', 'P', 'S')``, some ``('R', 'A', 'S')``, ``('L', 'P', 'I')`` and
-permuted orders (``('P', 'L', 'S')``, ``('A', 'R', 'S')``). Every block of 8 consecutive case
-ids holds each orientation kind and each tumor-count kind (0, 1, 1, 2, 3, 4, 6, random) once,
-in an order shuffled by the seed.
+The geometry of a case (field of view, spacing, slices, orientation on disk) and how it
+depends on the matrix ``size`` are described in :mod:`livertumor.demo.geometry`.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,24 +47,20 @@ import pandas as pd
 from scipy import ndimage
 
 from ..atomic import atomic_path
-from ..data.volumes import (
-    canonical_affine_for,
-    read_geometry,
-    read_mask,
-    reorient_image,
-    save_atomic,
-)
-from .anatomy import F32, Anatomy, Grid
+from ..data.volumes import read_geometry, read_mask, reorient_image, save_atomic
+from .anatomy import Anatomy
+from .geometry import case_affine, case_geometry, case_grid
+from .scanner import form_image
 
 CASES_PER_FOLDER = 4
 """Volumes per ``volume_ptN`` folder: case i goes to ``volume_pt{1 + i // 4}``."""
 
 CSV_NAME = "demo_cases.csv"
 
-_THICKNESSES = (0.7, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0)
-_THICKNESS_P = (0.06, 0.18, 0.2, 0.2, 0.16, 0.1, 0.1)
-_ORIENT_KINDS = ("LPS", "LPS", "LPS", "LPS", "RAS", "LPI", "permuted", "any")
-_TUMOR_KINDS = (0, 1, 1, 2, 3, 4, 6, -1)
+SETTLE_SIZE = 96
+"""Matrix of the grid on which the liver's size and the tumor centres are fixed, whatever the
+matrix of the case (see :meth:`livertumor.demo.anatomy.painter.Anatomy.settle`)."""
+
 
 
 @dataclass
@@ -97,12 +82,16 @@ class DemoCase:
         Voxel-to-world (RAS+, mm) affine of the canonical arrays.
     tumors : list of dict
         Per tumor: ``centre_mm`` (world RAS mm, 3 floats), ``centre_voxel`` (canonical row,
-        column, slice, floats), ``diameter_mm`` (nominal), ``kind`` ('hypo' or 'hyper'),
-        ``rim`` (rim enhancement), ``hu`` (mean HU painted before blur and noise),
-        ``volume_ml`` (voxels labelled 2 from this tumor).
+        column, slice, floats), ``diameter_mm`` (nominal; at least 2.2 voxels), ``kind``
+        ('hypovascular', 'hypervascular' or 'cyst'), ``rim`` (enhancing rim or capsule),
+        ``hu`` (mean HU painted inside its label, before blur and noise), ``contrast_hu``
+        (``hu`` minus the liver's HU of the phase), ``volume_ml`` (voxels labelled 2 by this
+        tumor; a later tumor may cover some).
     phase : dict
-        Contrast phase and tissue values: ``name`` ('portal venous'), ``liver_hu``,
-        ``spleen_hu``, ``aorta_hu``, ``portal_hu``, ``noise_hu`` (noise sigma),
+        Contrast phase and tissue values (HU, before blur and noise): ``name`` (one of
+        'unenhanced', 'late arterial', 'portal venous', 'delayed'), ``liver_hu``,
+        ``spleen_hu``, ``kidney_cortex_hu``, ``kidney_medulla_hu``, ``aorta_hu``,
+        ``portal_hu``, ``hepatic_hu``, ``pancreas_hu``; ``noise_hu`` (noise sigma),
         ``blur_mm`` (in-plane Gaussian sigma), ``oral_contrast`` (bool).
     fov_mm : float
         In-plane field of view.
@@ -150,121 +139,36 @@ class DemoCase:
         return vol, seg
 
 
-def _orientation(kind: str, rng) -> tuple[str, str, str]:
-    if kind == "any":
-        kind = str(rng.choice(["LPS", "LPS", "RAS", "LPI"]))
-    if kind == "permuted":
-        return tuple(rng.choice(["PLS", "ARS", "SPL", "LSP"]))
-    return tuple(kind)
+def _tumor_records(painted: list[dict], grid, spacing, affine, liver_hu) -> list[dict]:
+    """The :attr:`DemoCase.tumors` records of the tumors the anatomy painted on ``grid``."""
+    vox_ml = float(np.prod(spacing)) / 1000.0
+    out = []
+    for t in painted:
+        x, y, z = t["centre_xyz"]
+        vox = ((y - grid.y[0]) / spacing[0], (x - grid.x[0]) / spacing[1],
+               (z - grid.z[0]) / spacing[2])
+        world = affine @ np.array([*vox, 1.0])
+        out.append(dict(centre_mm=tuple(float(v) for v in world[:3]),
+                        centre_voxel=tuple(float(v) for v in vox),
+                        diameter_mm=round(float(t["diameter_mm"]), 2), kind=t["kind"],
+                        rim=t["rim"], hu=round(float(t["hu"]), 1),
+                        contrast_hu=round(float(t["hu"]) - liver_hu, 1),
+                        volume_ml=round(t["voxels"] * vox_ml, 3)))
+    return out
 
 
-def _block_kinds(seed: int, case_id: int) -> tuple[str, int]:
-    """Orientation kind and tumor count of a case, balanced within blocks of 8 case ids."""
-    rb = np.random.default_rng([seed, case_id // 8, 7919])
-    o = _ORIENT_KINDS[rb.permutation(8)[case_id % 8]]
-    t = _TUMOR_KINDS[rb.permutation(8)[case_id % 8]]
-    return o, t
-
-
-def case_geometry(case_id: int, seed: int, size: int) -> dict:
-    """Draw the geometry of a case (see the module docstring for the size rule).
-
-    Returns
-    -------
-    dict with ``fov`` (mm), ``spacing`` (row, col, slice mm), ``n_slices``, ``z_top`` (mm above
-    the right diaphragm dome), ``axcodes``, ``n_tumors``, ``centre`` (anatomical (x, y) of the
-    image centre, mm), ``world_centre`` (RAS of the image centre), ``blur_mm``, ``noise_hu``,
-    ``noise_corr_px``, ``fov_circle`` (bool).
-    """
-    if size < 16:
-        raise ValueError(f"size must be at least 16, got {size}")
-    rng = np.random.default_rng([seed, case_id])
-    fov = rng.uniform(340, 460)
-    t512 = float(rng.choice(_THICKNESSES, p=_THICKNESS_P))
-    coverage = rng.uniform(200, 240)
-    z_top = rng.uniform(15, 35)
-    sp = fov / size
-    if size >= 512:
-        thick = t512
-    else:
-        thick = max(t512, min(t512 * 512 / size, 1.5 * sp))
-    n_slices = max(int(round(coverage / thick)), 8)
-    okind, n_tumors = _block_kinds(seed, case_id)
-    axcodes = _orientation(okind, rng)
-    if n_tumors < 0:
-        n_tumors = int(rng.integers(0, 9))
-    world_centre = (rng.uniform(-25, 25), rng.uniform(-40, 60), rng.uniform(-700, 50))
-    return dict(
-        fov=fov, t512=t512, spacing=(sp, sp, thick), n_slices=n_slices, z_top=z_top,
-        axcodes=axcodes, n_tumors=int(n_tumors), world_centre=world_centre,
-        centre_jitter=(rng.uniform(-12, 12), rng.uniform(-6, 6)),
-        blur_mm=rng.uniform(0.6, 1.0), noise_hu=rng.uniform(10, 20),
-        noise_corr_px=rng.uniform(0.55, 0.85), fov_circle=bool(rng.uniform() < 0.6),
-    )
-
-
-def _grid(geo: dict, an: Anatomy, size: int) -> Grid:
-    sp, _, ss = geo["spacing"]
-    b = an.body
-    # the image centre in anatomical coordinates: body centred laterally, and in the AP
-    # direction the span from the anterior skin to the table is centred
-    ymid = (b.Bpost * 1.06 + 45 - b.Bant * 1.05) / 2
-    cx, cy = geo["centre_jitter"][0], ymid + geo["centre_jitter"][1]
-    idx = np.arange(size) - (size - 1) / 2
-    x = idx * sp + cx
-    y = idx * sp + cy
-    nz = geo["n_slices"]
-    z = geo["z_top"] - (nz - 1) * ss + np.arange(nz) * ss
-    return Grid(x=x, y=y, z=z)
-
-
-def _affine(geo: dict, grid: Grid) -> np.ndarray:
-    sp, _, ss = geo["spacing"]
-    n = grid.x.size
-    wx, wy, wz = geo["world_centre"]
-    # canonical columns step towards -x (left), rows towards -y (posterior)
-    origin = (wx + sp * (n - 1) / 2, wy + sp * (n - 1) / 2, wz)
-    return canonical_affine_for((sp, sp, ss), origin)
-
-
-def _gauss_norm(sigma: float) -> float:
-    """Standard deviation of white noise after a 1-D Gaussian filter of ``sigma`` px."""
-    r = int(4 * sigma + 0.5)
-    x = np.arange(-r, r + 1)
-    w = np.exp(-0.5 * (x / sigma) ** 2)
-    w /= w.sum()
-    return float(np.sqrt((w * w).sum()))
-
-
-def _form_image(hu: np.ndarray, geo: dict, case_id: int, seed: int) -> np.ndarray:
-    """Blur, add correlated noise, clip: (z, y, x) float32 HU -> int16 HU (same order)."""
-    sp, _, ss = geo["spacing"]
-    tmp = np.empty_like(hu)
-    s_xy = geo["blur_mm"] / sp
-    if s_xy > 0.2:
-        ndimage.gaussian_filter1d(hu, s_xy, axis=2, output=tmp, mode="nearest")
-        ndimage.gaussian_filter1d(tmp, s_xy, axis=1, output=hu, mode="nearest")
-    s_z = 0.35 if ss < 3 else 0.45
-    if hu.shape[0] > 3:
-        ndimage.gaussian_filter1d(hu, s_z, axis=0, output=tmp, mode="nearest")
-        hu, tmp = tmp, hu
-    rng = np.random.default_rng([seed, case_id, 1])
-    noise = rng.standard_normal(hu.shape, dtype=F32)
-    sn = geo["noise_corr_px"]
-    ndimage.gaussian_filter1d(noise, sn, axis=2, output=tmp)
-    ndimage.gaussian_filter1d(tmp, sn, axis=1, output=noise)
-    noise *= F32(geo["noise_hu"] / _gauss_norm(sn) ** 2)
-    hu += noise
-    del noise, tmp
-    if geo["fov_circle"]:
-        n = hu.shape[1]
-        c = (n - 1) / 2
-        yy, xx = np.ogrid[:n, :n]
-        out = (yy - c) ** 2 + (xx - c) ** 2 > (n / 2) ** 2
-        hu[:, out] = -1024
-    np.rint(hu, out=hu)
-    np.clip(hu, -1024, 3071, out=hu)
-    return hu.astype(np.int16)
+def _phase_record(an: Anatomy, geo: dict) -> dict:
+    """The :attr:`DemoCase.phase` record: phase name, tissue values, scanner blur and noise."""
+    h = an.tissue_hu
+    rec = dict(name=an.phase)
+    for key, tissue in (("liver_hu", "liver"), ("spleen_hu", "spleen"),
+                        ("kidney_cortex_hu", "kid_cortex"), ("kidney_medulla_hu", "kid_medulla"),
+                        ("aorta_hu", "aorta"), ("portal_hu", "portal"), ("hepatic_hu", "hepatic"),
+                        ("pancreas_hu", "pancreas")):
+        rec[key] = round(h[tissue], 1)
+    rec.update(noise_hu=round(geo["noise_hu"], 2), blur_mm=round(geo["blur_mm"], 3),
+               oral_contrast=bool(an.oral_contrast))
+    return rec
 
 
 def make_case(case_id: int, seed: int, size: int = 512) -> DemoCase:
@@ -286,34 +190,22 @@ def make_case(case_id: int, seed: int, size: int = 512) -> DemoCase:
         ``ct`` int16 HU and ``mask`` uint8 labels, both canonical (rows, columns, slices).
     """
     geo = case_geometry(case_id, seed, size)
-    an = Anatomy(seed, case_id, geo["fov"], n_tumors=geo["n_tumors"])
-    grid = _grid(geo, an, size)
+    an = Anatomy(seed, case_id, geo["fov"], n_tumors=geo["n_tumors"], phase=geo["phase"])
+    ref = geo if size == SETTLE_SIZE else case_geometry(case_id, seed, SETTLE_SIZE)
+    an.settle(case_grid(ref, an.body, SETTLE_SIZE))
+    grid = case_grid(geo, an.body, size)
     cv = an.paint(grid)
     lab = cv.lab
     hu = cv.hu
     del cv
-    ct = _form_image(hu, geo, case_id, seed)
+    ct = form_image(hu, geo, case_id, seed)
     del hu
     ct = np.ascontiguousarray(ct.transpose(1, 2, 0))
     mask = np.ascontiguousarray(lab.transpose(1, 2, 0))
-    affine = _affine(geo, grid)
+    affine = case_affine(geo, grid)
     sp = geo["spacing"]
-    vox_ml = float(np.prod(sp)) / 1000.0
-    tumors = []
-    for t in an.tumors:
-        x, y, z = t["centre_xyz"]
-        vox = ((y - grid.y[0]) / sp[0], (x - grid.x[0]) / sp[1], (z - grid.z[0]) / sp[2])
-        world = affine @ np.array([*vox, 1.0])
-        tumors.append(dict(centre_mm=tuple(float(v) for v in world[:3]),
-                           centre_voxel=tuple(float(v) for v in vox),
-                           diameter_mm=round(float(t["diameter_mm"]), 2), kind=t["kind"],
-                           rim=t["rim"], hu=round(float(t["hu"]), 1),
-                           volume_ml=round(t["voxels"] * vox_ml, 3)))
-    h = an.hu
-    phase = dict(name="portal venous", liver_hu=round(h["liver"], 1),
-                 spleen_hu=round(h["spleen"], 1), aorta_hu=round(h["aorta"], 1),
-                 portal_hu=round(h["portal"], 1), noise_hu=round(geo["noise_hu"], 2),
-                 blur_mm=round(geo["blur_mm"], 3), oral_contrast=bool(an.oral_contrast))
+    tumors = _tumor_records(an.tumors, grid, geo["spacing"], affine, an.tissue_hu["liver"])
+    phase = _phase_record(an, geo)
     return DemoCase(case_id=case_id, seed=seed, size=size, ct=ct, mask=mask,
                     spacing=tuple(float(s) for s in sp), axcodes=tuple(geo["axcodes"]),
                     affine=affine, tumors=tumors, phase=phase, fov_mm=float(geo["fov"]))
@@ -334,7 +226,8 @@ def case_paths(out_dir: str | Path, case_id: int) -> tuple[Path, Path]:
 
 COLUMNS = ["case_id", "volume", "segmentation", "rows", "cols", "slices", "spacing_row_mm",
            "spacing_col_mm", "slice_mm", "axcodes", "n_tumors", "tumor_diameters_mm",
-           "tumor_kinds", "liver_ml", "tumor_ml", "liver_hu", "noise_hu", "seed", "size"]
+           "tumor_kinds", "tumor_contrasts_hu", "liver_ml", "tumor_ml", "phase", "liver_hu",
+           "noise_hu", "seed", "size"]
 
 
 def _row(case: DemoCase, out_dir: Path) -> dict:
@@ -348,8 +241,10 @@ def _row(case: DemoCase, out_dir: Path) -> dict:
         n_tumors=len(case.tumors),
         tumor_diameters_mm=";".join(f"{t['diameter_mm']:.1f}" for t in case.tumors),
         tumor_kinds=";".join(t["kind"] for t in case.tumors),
+        tumor_contrasts_hu=";".join(f"{t['contrast_hu']:.1f}" for t in case.tumors),
         liver_ml=round(case.liver_ml, 1), tumor_ml=round(case.tumor_ml, 2),
-        liver_hu=case.phase["liver_hu"], noise_hu=case.phase["noise_hu"],
+        phase=case.phase["name"], liver_hu=case.phase["liver_hu"],
+        noise_hu=case.phase["noise_hu"],
         seed=case.seed, size=case.size)
 
 
@@ -369,8 +264,9 @@ def _row_from_files(case_id: int, out_dir: Path, seed: int, size: int) -> dict:
         spacing_row_mm=round(geo.spacing[0], 4), spacing_col_mm=round(geo.spacing[1], 4),
         slice_mm=round(geo.spacing[2], 4), axcodes="".join(geo.axcodes), n_tumors=int(n),
         tumor_diameters_mm=";".join(f"{d:.1f}" for d in diam), tumor_kinds="",
+        tumor_contrasts_hu="",
         liver_ml=round(np.count_nonzero(mask) * vox, 1),
-        tumor_ml=round(np.count_nonzero(mask == 2) * vox, 2), liver_hu=np.nan,
+        tumor_ml=round(np.count_nonzero(mask == 2) * vox, 2), phase="", liver_hu=np.nan,
         noise_hu=np.nan, seed=seed, size=size)
 
 
@@ -400,7 +296,8 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
         Show a ``tqdm`` progress bar over cases.
     overwrite : bool, default False
         Regenerate cases whose two files exist. Without it such cases are skipped, unless
-        ``demo_cases.csv`` records them with another seed or size.
+        ``demo_cases.csv`` records them with another seed or size, or lacks columns (it was
+        written by an earlier version of the generator).
 
     Returns
     -------
@@ -408,9 +305,11 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
         One row per case: ``case_id``, ``volume`` and ``segmentation`` (paths relative to
         ``out_dir``), ``rows``, ``cols``, ``slices`` (canonical shape), ``spacing_row_mm``,
         ``spacing_col_mm``, ``slice_mm``, ``axcodes`` (stored, e.g. 'LPS'), ``n_tumors``,
-        ``tumor_diameters_mm`` and ``tumor_kinds`` (';'-joined), ``liver_ml`` (labels 1+2),
-        ``tumor_ml`` (label 2), ``liver_hu``, ``noise_hu``, ``seed``, ``size``. The same table
-        is written to ``out_dir/demo_cases.csv``.
+        ``tumor_diameters_mm``, ``tumor_kinds`` and ``tumor_contrasts_hu`` (tumor minus liver
+        HU as painted; ';'-joined, one per tumor), ``liver_ml`` (labels 1+2),
+        ``tumor_ml`` (label 2), ``phase`` (contrast phase), ``liver_hu``, ``noise_hu``,
+        ``seed``, ``size``. The same table is written to ``out_dir/demo_cases.csv``; a case
+        described from its files alone (no CSV row) has an empty phase and kinds.
 
     Files are byte-identical for the same ``(n_cases, seed, size)``.
     """
@@ -430,7 +329,8 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
     for i in tqdm(range(n_cases), desc="demo cases", unit="case", disable=not progress):
         vol, seg = case_paths(out_dir, i)
         prev = previous.get(i)
-        same = prev is not None and int(prev["seed"]) == seed and int(prev["size"]) == size
+        same = (prev is not None and all(k in prev for k in COLUMNS)
+                and int(prev["seed"]) == seed and int(prev["size"]) == size)
         if not overwrite and vol.exists() and seg.exists() and (prev is None or same):
             if same:
                 rows.append({k: prev[k] for k in COLUMNS})
@@ -441,22 +341,8 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
         write_case(case, out_dir)
         rows.append(_row(case, out_dir))
     table = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("tumor_diameters_mm", "tumor_kinds"):
+    for col in ("tumor_diameters_mm", "tumor_kinds", "tumor_contrasts_hu", "phase"):
         table[col] = table[col].fillna("").astype(str)
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
     return table
-
-
-def _timing(sizes=(64, 128, 512), case_id=0, seed=0) -> None:  # pragma: no cover
-    """Print generation times (``python -m livertumor.demo.generator``)."""
-    for s in sizes:
-        t0 = time.perf_counter()
-        c = make_case(case_id, seed, s)
-        dt = time.perf_counter() - t0
-        print(f"size {s}: shape {c.ct.shape}, spacing {tuple(round(v, 3) for v in c.spacing)}, "
-              f"{dt:.2f} s, liver {c.liver_ml:.0f} mL, tumors {len(c.tumors)}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _timing()
