@@ -455,3 +455,15 @@ def test_lesions_of_10_to_20_mm_keep_10_hu_of_contrast_after_the_scanner_blur():
             assert abs(contrast) >= 10, (phase, plan["kind"], plan["diameter_mm"], contrast)
             checked += 1
     assert checked > 100
+
+
+def test_noise_falls_with_the_square_root_of_the_voxel_volume():
+    from livertumor.demo.geometry import case_geometry
+
+    for case_id in range(6):
+        fine, coarse = case_geometry(case_id, 0, 512), case_geometry(case_id, 0, 256)
+        assert 10 <= fine["noise_hu"] <= 20
+        volume = [np.prod(g["spacing"]) for g in (fine, coarse)]
+        assert coarse["noise_hu"] == pytest.approx(fine["noise_hu"] * np.sqrt(volume[0]
+                                                                             / volume[1]))
+        assert coarse["noise_hu"] < fine["noise_hu"]

@@ -70,8 +70,9 @@ def case_geometry(case_id: int, seed: int, size: int) -> dict:
     (nominal z extent, mm), ``axcodes``, ``n_tumors``, ``phase`` (contrast phase, one of
     :data:`.anatomy.tissues.PHASES`), ``world_centre`` (RAS x, y of the image
     centre and z of the coverage's lower end, mm), ``centre_jitter`` (anatomical (x, y) shift
-    of the image centre, mm), ``blur_mm``, ``noise_hu``, ``noise_corr_px``, ``fov_circle``
-    (bool).
+    of the image centre, mm), ``blur_mm``, ``noise_hu`` (standard deviation per voxel: 10-20
+    HU on the 512 grid, scaled by the square root of the voxel volume ratio for other
+    sizes), ``noise_corr_px``, ``fov_circle`` (bool).
     """
     if size < 16:
         raise ValueError(f"size must be at least 16, got {size}")
@@ -91,12 +92,16 @@ def case_geometry(case_id: int, seed: int, size: int) -> dict:
     if n_tumors < 0:
         n_tumors = int(rng.integers(0, 9))
     world_centre = (rng.uniform(-25, 25), rng.uniform(-40, 60), rng.uniform(-700, 50))
+    jitter = (rng.uniform(-12, 12), rng.uniform(-6, 6))
+    blur_mm, noise_512 = rng.uniform(0.6, 1.0), rng.uniform(10, 20)
+    # Quantum noise falls with the square root of the voxel volume at a given dose: the drawn
+    # 10-20 HU hold for the 512 matrix and its slices, larger voxels are less noisy.
+    noise_hu = noise_512 * np.sqrt((fov / 512) ** 2 * t512 / (sp * sp * thick))
     return dict(
         fov=fov, t512=t512, spacing=(sp, sp, thick), n_slices=n_slices, z_top=z_top,
         coverage=coverage,
         axcodes=axcodes, n_tumors=int(n_tumors), phase=phase, world_centre=world_centre,
-        centre_jitter=(rng.uniform(-12, 12), rng.uniform(-6, 6)),
-        blur_mm=rng.uniform(0.6, 1.0), noise_hu=rng.uniform(10, 20),
+        centre_jitter=jitter, blur_mm=blur_mm, noise_hu=float(noise_hu),
         noise_corr_px=rng.uniform(0.55, 0.85), fov_circle=bool(rng.uniform() < 0.6),
     )
 
