@@ -81,8 +81,11 @@ format: install ## format code with ruff and strip notebook outputs
 	$(VENV)/bin/ruff format lib tests benchmarks
 	$(PY) -m livertumor.series.notebook_checks --strip notebooks
 
-bench: install ## print speed and memory figures (benchmarks/*.py but demo_spread.py)
-	@for b in benchmarks/*.py; do [ "$$b" = benchmarks/demo_spread.py ] && continue; \
+# benchmarks that train models for many minutes run on their own (make demo-spread, README)
+LONG_BENCH := benchmarks/demo_spread.py benchmarks/cascade_ablation.py
+
+bench: install ## print speed and memory figures (benchmarks/*.py but the long ones)
+	@for b in $(filter-out $(LONG_BENCH),$(wildcard benchmarks/*.py)); do \
 	  echo "== $$b"; $(PY) $$b || exit 1; done
 
 demo-spread: install ## the demo profile on seeds 0, 1, 2 against its targets (about 45 minutes)

@@ -12,8 +12,8 @@ from .postprocess import (
     PostProcessing,
     drop_small_tumors,
     largest_liver_component,
+    liver_and_tumor,
     postprocess,
-    tumor_inside_liver,
 )
 from .predict import (
     TTA_SCALES,
@@ -26,7 +26,7 @@ from .predict import (
 
 __all__ = [
     "CASCADE_FILE", "TTA_SCALES", "Cascade", "PostProcessing", "Segmentation", "SingleStage",
-    "drop_small_tumors", "largest_liver_component", "load_predictor", "load_preprocessing",
-    "postprocess", "predict_volume", "segment", "tumor_inside_liver", "write_cascade",
+    "drop_small_tumors", "largest_liver_component", "liver_and_tumor", "load_predictor",
+    "load_preprocessing", "postprocess", "predict_volume", "segment", "write_cascade",
     "write_probabilities",
 ]

@@ -10,8 +10,10 @@ folders, relative to the file's own folder::
 Stage 1 (the liver model, a whole-slice model such as the report's U-Net) gives the liver; its
 largest connected component defines the liver box (:func:`livertumor.data.roi.liver_box`, with
 the margin the tumor model was exported with). Stage 2 (a model trained on a ROI export)
-predicts inside that box only. The label map is the liver of stage 1 with tumor where stage 2
-says tumor inside that liver, then the post-processing rules. Christ et al. 2016 (arXiv
+predicts inside that box only. The label map is the liver of stage 1 holding the tumors of
+stage 2 (:func:`.postprocess.liver_and_tumor`: a tumor the first stage left out of the liver
+still counts), then the post-processing rules: with ``largest_liver``, only what is connected
+to the liver stays, so tumors lie inside it. Christ et al. 2016 (arXiv
 1610.02177) and Bi et al. 2017 (arXiv 1704.02703) cascade 2-D networks the same way.
 """
 
@@ -27,12 +29,7 @@ from ..atomic import write_json
 from ..data.roi import ROI_MARGIN_MM, liver_box
 from ..data.volumes import NiftiVolume
 from ..errors import LiverTumorError
-from .postprocess import (
-    PostProcessing,
-    drop_small_tumors,
-    largest_liver_component,
-    tumor_inside_liver,
-)
+from .postprocess import PostProcessing, largest_liver_component, liver_and_tumor, postprocess
 from .predict import Segmentation, load_preprocessing, predict_volume, rules_of
 
 CASCADE_FILE = "cascade.json"
@@ -96,14 +93,13 @@ class Cascade:
         second = predict_volume(self.tumor.model, volume, self.tumor.prep,
                                 self.tumor.batch_size, keep_probabilities, False, progress,
                                 box=box, tta=self.tumor.tta)
-        if not self.rules.largest_liver:
-            liver = first.labels >= 1
-        labels = tumor_inside_liver(second.labels == 2, liver)
-        labels = drop_small_tumors(labels, spacing, self.rules.min_tumor_ml)
+        labels = liver_and_tumor(first.labels >= 1, second.labels == 2)
+        labels = postprocess(labels, spacing, self.rules)
         probs = None
         if keep_probabilities:
-            p_liver = first.probabilities[..., 1] + first.probabilities[..., 2]
-            p_tumor = second.probabilities[..., 2] * p_liver
+            p_tumor = second.probabilities[..., 2]
+            p_liver = np.maximum(first.probabilities[..., 1] + first.probabilities[..., 2],
+                                 p_tumor)
             probs = np.stack([1 - p_liver, p_liver - p_tumor, p_tumor], axis=-1)
         return Segmentation(labels, probs, volume.geometry, box)
 

@@ -1,5 +1,5 @@
 """Post-processing a radiologist would expect of a label map: one liver, tumors only inside
-it, and no tumor specks below a minimum volume.
+it (connected to it), and no tumor specks below a minimum volume.
 
 Every rule takes and returns a canonical uint8 label map (0 background, 1 liver, 2 tumor) of
 shape (rows, columns, slices); the rules are in :class:`PostProcessing`, whose effect on the
@@ -65,18 +65,21 @@ def largest_liver_component(labels: np.ndarray) -> np.ndarray:
     return np.where(keep, labels, 0).astype(np.uint8)
 
 
-def tumor_inside_liver(tumor: np.ndarray, liver: np.ndarray) -> np.ndarray:
-    """A label map from a liver mask and a tumor mask: tumor only where there is liver.
+def liver_and_tumor(liver: np.ndarray, tumor: np.ndarray) -> np.ndarray:
+    """One label map from a liver mask and a tumor mask: the liver holds its tumors.
 
     Parameters
     ----------
-    tumor, liver : bool (rows, columns, slices)
+    liver, tumor : bool (rows, columns, slices)
 
     Returns
     -------
-    uint8 labels: 2 where both, 1 where liver only, 0 elsewhere.
+    uint8 labels: 2 where ``tumor``, 1 where ``liver`` only, 0 elsewhere. A tumor at the
+    liver's edge (or one the liver mask left out) enlarges the liver, as the LiTS labels do
+    (liver = labels >= 1); :func:`largest_liver_component` then removes whatever is not
+    connected to the liver, tumors included.
     """
-    return (liver.astype(np.uint8) + (tumor & liver)).astype(np.uint8)
+    return np.where(tumor, 2, liver.astype(np.uint8)).astype(np.uint8)
 
 
 def drop_small_tumors(labels: np.ndarray, spacing, min_ml: float) -> np.ndarray:

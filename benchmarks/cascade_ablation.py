@@ -1,0 +1,111 @@
+"""What each part of the cascade costs and gains, on the demo's test patients.
+
+Takes a finished demo run (``make run``: its data, its whole-slice U-Net as the liver stage
+and its export settings) and measures, with the tumor stage trained the same way each time:
+
+- **slice context**: the tumor stage on liver crops with 0 and with 1 neighbouring slice per
+  side (export seconds, training seconds, model inputs, and the scores);
+- **test-time augmentation**: the cascade with and without ``tta`` (seconds and scores);
+- **post-processing**: the cascade without rules, with the largest liver only, with the
+  minimum tumor volume only, and with both.
+
+    python benchmarks/cascade_ablation.py                # on outputs/demo (about 25 minutes)
+    python benchmarks/cascade_ablation.py --run demo-seed1
+
+Synthetic data: the numbers say what the parts change in this pipeline, not how it would do on
+patients. Nothing here is asserted; the figures are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+KEYS = [("liver_dice_mean", "liver Dice"), ("tumor_dice_global", "tumor Dice global"),
+        ("tumor_dice_mean", "tumor Dice/case"), ("lesion_recall_ge10mm", "recall >=10mm"),
+        ("lesion_recall", "recall"), ("lesion_precision", "precision"),
+        ("tumor_auc", "tumor AUC")]
+
+
+def _row(name: str, summary: dict, seconds: float) -> str:
+    cells = [f"{summary.get(k) if summary.get(k) is not None else float('nan'):.3f}"
+             for k, _ in KEYS]
+    return f"| {name} | " + " | ".join(cells) + f" | {seconds:.0f} |"
+
+
+def _header(what: str) -> str:
+    return (f"| {what} | " + " | ".join(label for _, label in KEYS) + " | seconds |\n"
+            + "|---" * (len(KEYS) + 2) + "|")
+
+
+def main() -> None:
+    from livertumor.evaluation import evaluate, load_test_cases
+    from livertumor.export import export_slices, load_export
+    from livertumor.inference import Cascade, PostProcessing, SingleStage
+    from livertumor.training import TrainConfig, train
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="demo", help="run folder under outputs/ (default demo)")
+    parser.add_argument("--out", type=Path, default=PROJECT / "outputs" / "cascade-ablation")
+    args = parser.parse_args()
+    run = PROJECT / "outputs" / args.run
+    record = json.loads((run / "run.json").read_text())
+    tumor_run = record["notebooks"]["04_training_tumor_unet"]["parameters"]
+    export_params = record["notebooks"]["03_slice_export"]["parameters"]
+    whole = load_export(record["export_dir"])
+    prep = whole.preprocessing
+    cases = load_test_cases(whole.out_dir)
+    liver = SingleStage(run / "models" / "unet")
+    config = TrainConfig.from_dict(tumor_run)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    print(f"test patients: {len(cases)}; tumor stage: {config}\n")
+    print(_header("tumor stage input"))
+    stages = {}
+    for context in (0, 1):
+        t0 = time.perf_counter()
+        roi = export_slices(record["data_dir"], args.out / f"roi-context{context}",
+                            every=export_params.get("roi_every", 2),
+                            size=export_params.get("roi_size", 128), windows=prep["windows"],
+                            test_fraction=prep["test_fraction"], seed=prep["seed"],
+                            progress=False, roi=True, context=context)
+        t_export = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        train(roi.out_dir, args.out / f"tumor-context{context}", config, verbose=0)
+        t_train = time.perf_counter() - t0
+        stages[context] = SingleStage(args.out / f"tumor-context{context}")
+        cascade = Cascade(liver, stages[context], PostProcessing(largest_liver=True,
+                                                                  min_tumor_ml=0.05))
+        t0 = time.perf_counter()
+        result = evaluate(cascade, cases, args.out / f"eval-context{context}", progress=False)
+        t_eval = time.perf_counter() - t0
+        print(_row(f"{3 + 2 * context} channels (context {context}); export {t_export:.0f} s, "
+                   f"training {t_train:.0f} s, evaluation", result.summary, t_eval), flush=True)
+
+    best = stages[1]
+    print("\n" + _header("cascade (context 1)"))
+    for name, tta in (("no TTA", False), ("TTA (zooms 0.9, 1, 1.1)", True)):
+        stage = SingleStage(best.model_dir, tta=tta)
+        cascade = Cascade(SingleStage(liver.model_dir, tta=tta), stage,
+                          PostProcessing(largest_liver=True, min_tumor_ml=0.05))
+        t0 = time.perf_counter()
+        result = evaluate(cascade, cases, args.out / f"eval-tta{int(tta)}", progress=False)
+        print(_row(name, result.summary, time.perf_counter() - t0), flush=True)
+
+    print("\n" + _header("post-processing of the cascade"))
+    for name, rules in (("none", PostProcessing()),
+                        ("largest liver", PostProcessing(largest_liver=True)),
+                        ("tumors >= 0.05 mL", PostProcessing(min_tumor_ml=0.05)),
+                        ("both", PostProcessing(largest_liver=True, min_tumor_ml=0.05))):
+        cascade = Cascade(liver, best, rules)
+        t0 = time.perf_counter()
+        result = evaluate(cascade, cases, args.out / f"eval-rules-{name.split()[0]}",
+                          progress=False)
+        print(_row(name, result.summary, time.perf_counter() - t0), flush=True)
+
+
+if __name__ == "__main__":
+    main()
