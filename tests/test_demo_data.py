@@ -467,3 +467,12 @@ def test_noise_falls_with_the_square_root_of_the_voxel_volume():
         assert coarse["noise_hu"] == pytest.approx(fine["noise_hu"] * np.sqrt(volume[0]
                                                                              / volume[1]))
         assert coarse["noise_hu"] < fine["noise_hu"]
+
+
+def test_cases_made_by_several_processes_are_the_same_bytes(tmp_path):
+    one = make_demo_dataset(tmp_path / "one", n_cases=3, seed=0, size=64, progress=False,
+                            workers=1)
+    two = make_demo_dataset(tmp_path / "two", n_cases=3, seed=0, size=64, progress=False,
+                            workers=2)
+    assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
+    assert one.equals(two)

@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "livertumor"
 
-BASE = {"errors", "atomic", "provenance"}
+BASE = {"errors", "atomic", "provenance", "processes"}
 ALLOWED = {
     "data": {"data"},
     "demo": {"data", "demo"},

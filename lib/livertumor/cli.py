@@ -17,7 +17,7 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     from .demo import make_demo_dataset
 
     table = make_demo_dataset(args.out_dir, n_cases=args.cases, seed=args.seed, size=args.size,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, workers=args.workers)
     print(f"wrote {len(table)} synthetic cases to {args.out_dir} (seed {args.seed}, "
           f"{args.size} px); they are synthetic, not patient data")
     return 0
@@ -174,6 +174,9 @@ def _add_demo_data(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", type=int, default=512, help="in-plane matrix, pixels (default 512)")
     p.add_argument("--overwrite", action="store_true", help="rewrite cases that already exist")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes generating cases side by side (default: all CPUs; the "
+                        "files are the same for any number)")
     p.set_defaults(func=_cmd_demo_data)
 
 

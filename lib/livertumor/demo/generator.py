@@ -279,8 +279,42 @@ def write_case(case: DemoCase, out_dir: str | Path) -> tuple[Path, Path]:
     return vol_path, seg_path
 
 
+def _make_and_write(job: tuple) -> dict:
+    """Generate one case and write its files; its ``demo_cases.csv`` row (run in workers)."""
+    case_id, seed, size, out_dir = job
+    case = make_case(case_id, seed, size)
+    write_case(case, out_dir)
+    return _row(case, Path(out_dir))
+
+
+def _generate(jobs: list[tuple], workers: int | None, progress: bool) -> dict[int, dict]:
+    """Rows of the generated cases by case id, made by ``workers`` processes (None or 0:
+    the CPUs this process may use; one: in this process)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from ..processes import default_workers, mp_context
+
+    n = min(workers or default_workers(), len(jobs))
+    with tqdm(total=len(jobs), desc="demo cases", unit="case", disable=not progress) as bar:
+        if n <= 1:
+            rows = {}
+            for job in jobs:
+                rows[job[0]] = _make_and_write(job)
+                bar.update()
+            return rows
+        with ProcessPoolExecutor(n, mp_context=mp_context([__name__])) as pool:
+            rows = {}
+            for job, row in zip(jobs, pool.map(_make_and_write, jobs), strict=True):
+                rows[job[0]] = row
+                bar.update()
+            return rows
+
+
 def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size: int = 512, *,
-                      progress: bool = True, overwrite: bool = False) -> pd.DataFrame:
+                      progress: bool = True, overwrite: bool = False,
+                      workers: int | None = None) -> pd.DataFrame:
     """Write ``n_cases`` synthetic cases in the Kaggle LiTS layout and describe them.
 
     Parameters
@@ -298,6 +332,9 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
         Regenerate cases whose two files exist. Without it such cases are skipped, unless
         ``demo_cases.csv`` records them with another seed or size, or lacks columns (it was
         written by an earlier version of the generator).
+    workers : int, optional
+        Processes generating cases side by side (None or 0: the CPUs this process may use);
+        the files do not depend on it. Memory: about 18 bytes per voxel per worker.
 
     Returns
     -------
@@ -313,8 +350,6 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
 
     Files are byte-identical for the same ``(n_cases, seed, size)``.
     """
-    from tqdm.auto import tqdm
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / CSV_NAME
@@ -325,22 +360,18 @@ def make_demo_dataset(out_dir: str | Path, n_cases: int = 8, seed: int = 0, size
             previous = {int(r["case_id"]): r for r in old.to_dict("records")}
         except (pd.errors.ParserError, pd.errors.EmptyDataError, KeyError, ValueError):
             previous = {}
-    rows = []
-    for i in tqdm(range(n_cases), desc="demo cases", unit="case", disable=not progress):
+    rows: dict[int, dict] = {}
+    for i in range(n_cases):
         vol, seg = case_paths(out_dir, i)
         prev = previous.get(i)
         same = (prev is not None and all(k in prev for k in COLUMNS)
                 and int(prev["seed"]) == seed and int(prev["size"]) == size)
         if not overwrite and vol.exists() and seg.exists() and (prev is None or same):
-            if same:
-                rows.append({k: prev[k] for k in COLUMNS})
-            else:
-                rows.append(_row_from_files(i, out_dir, seed, size))
-            continue
-        case = make_case(i, seed, size)
-        write_case(case, out_dir)
-        rows.append(_row(case, out_dir))
-    table = pd.DataFrame(rows, columns=COLUMNS)
+            rows[i] = ({k: prev[k] for k in COLUMNS} if same
+                       else _row_from_files(i, out_dir, seed, size))
+    todo = [(i, seed, size, str(out_dir)) for i in range(n_cases) if i not in rows]
+    rows.update(_generate(todo, workers, progress))
+    table = pd.DataFrame([rows[i] for i in range(n_cases)], columns=COLUMNS)
     for col in ("tumor_diameters_mm", "tumor_kinds", "tumor_contrasts_hu", "phase"):
         table[col] = table[col].fillna("").astype(str)
     with atomic_path(csv_path) as tmp:

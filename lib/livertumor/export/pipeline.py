@@ -21,6 +21,7 @@ from ..atomic import write_bytes
 from ..data.cases import data_fingerprint, find_cases
 from ..data.windowing import freqhist_bins_from_counts
 from ..errors import LiverTumorError
+from ..processes import default_workers
 from .outputs import (
     _cases_table,
     _csv_bytes,
@@ -44,7 +45,7 @@ from .state import (
     _read_json,
 )
 from .survey import _pool_rounded, _survey_case
-from .workers import _default_workers, _Workers
+from .workers import _Workers
 
 
 def export_slices(data_dir: str | Path, out_dir: str | Path, every: int = 2, size: int = 256,
@@ -122,7 +123,7 @@ def export_slices(data_dir: str | Path, out_dir: str | Path, every: int = 2, siz
         status = {int(r.case_id): {"status": r.status, "reason": r.reason}
                   for r in cases.itertuples()}
         usable = {int(r.case_id): r for r in cases.itertuples() if r.status == "ok"}
-        pool = _Workers(min(workers or _default_workers(), max(1, len(usable))))
+        pool = _Workers(min(workers or default_workers(), max(1, len(usable))))
         cancel = True
         try:
             surveys = _survey_all(pool, out_dir, usable, own, settings, progress)

@@ -3,14 +3,13 @@ pool that runs the per-case work and can be stopped at once."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
-import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 from ..errors import LiverTumorError
+from ..processes import mp_context
 
 _PRELOAD = [__name__, f"{__package__}.survey", f"{__package__}.slice_files"]
 """Modules a forkserver imports once, before it forks the workers: this one (their
@@ -27,34 +26,6 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _mp_context():
-    """Start method of the worker processes.
-
-    ``fork`` on Linux (fast, and no ``if __name__ == "__main__"`` guard needed in a user's
-    script), unless a runtime that starts native thread pools is loaded (TensorFlow, PyTorch,
-    JAX: a forked copy of their locked state can deadlock); then ``forkserver`` with the
-    workers' modules preloaded (:data:`_PRELOAD`), else ``spawn`` (other systems). The
-    workers only run numpy, nibabel and Pillow code, which is fork-safe. The output does not
-    depend on the start method.
-    """
-    methods = multiprocessing.get_all_start_methods()
-    threaded = any(m in sys.modules for m in ("tensorflow", "torch", "jax"))
-    if sys.platform == "linux" and "fork" in methods and not threaded:
-        return multiprocessing.get_context("fork")
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(_PRELOAD)
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
 class _Workers:
     """A process pool shared by the survey and the export (or in-process for one worker)."""
 
@@ -65,7 +36,7 @@ class _Workers:
     def start(self) -> None:
         """Start the processes now (before any progress bar starts a thread)."""
         if self.n > 1 and self._pool is None:
-            ctx = _mp_context()
+            ctx = mp_context(_PRELOAD)
             self._pool = ProcessPoolExecutor(self.n, mp_context=ctx, initializer=_worker_init)
             try:
                 list(self._pool.map(_ping, range(self.n)))
