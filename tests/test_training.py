@@ -246,3 +246,20 @@ def test_a_cascade_of_trained_models_segments_on_the_input_grid(export_dir, tmp_
     assert pred.shape == src.shape
     np.testing.assert_allclose(pred.affine, src.affine)
     assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2}
+
+
+def test_batch_norm_momentum_and_tumor_weight_settings():
+    import keras
+
+    from livertumor.training import build_model
+
+    model = build_model(TrainConfig(base_filters=4, depth=2, image_size=32,
+                                    batch_norm_momentum=0.9))
+    norms = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert norms and all(la.momentum == 0.9 for la in norms)
+    default = build_model(TrainConfig(base_filters=4, depth=2, image_size=32))
+    assert all(la.momentum == 0.99 for la in default.layers
+               if isinstance(la, keras.layers.BatchNormalization))
+    for bad in ({"batch_norm_momentum": 1.0}, {"tumor_weight": 0}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)

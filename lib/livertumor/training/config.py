@@ -77,6 +77,12 @@ class TrainConfig:
     tumor_oversampling: float = _setting(
         3.0, "slices with tumor are drawn this many times as often as slices without")
     dice_weight: float = _setting(1.0, "weight of the soft-Dice term against cross-entropy")
+    tumor_weight: float = _setting(
+        1.0, "cross-entropy weight of tumor pixels (background and liver pixels weigh 1)")
+    batch_norm_momentum: float = _setting(
+        0.0, "momentum of every batch norm's moving mean and variance (0: the layers' own, "
+        "0.99 in Keras); short runs want a lower one, such as 0.9, so that the statistics "
+        "used at inference follow the weights")
     patience: int = _setting(
         10, "epochs without a better val_loss before early stopping (0: never stop early)")
     augment: bool = _setting(
@@ -99,6 +105,11 @@ class TrainConfig:
                              f"got {self.image_size}")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
             raise ValueError("epochs and batch_size must be >= 1 and image_size >= 16")
+        if not self.tumor_weight > 0:
+            raise ValueError(f"tumor_weight must be > 0, got {self.tumor_weight}")
+        if not 0 <= self.batch_norm_momentum < 1:
+            raise ValueError(f"batch_norm_momentum must be in [0, 1), got "
+                             f"{self.batch_norm_momentum}")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -152,5 +163,14 @@ def build_model(config: TrainConfig, channels: int = 3):
                               "without context")
     shape = (config.image_size, config.image_size, channels)
     if config.architecture == "unet":
-        return build_unet(shape, base_filters=config.base_filters, depth=config.depth)
-    return build_resnet50_unet(shape, encoder_weights=_encoder_weights(config.encoder_weights))
+        model = build_unet(shape, base_filters=config.base_filters, depth=config.depth)
+    else:
+        model = build_resnet50_unet(shape,
+                                    encoder_weights=_encoder_weights(config.encoder_weights))
+    if config.batch_norm_momentum:
+        import keras
+
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = config.batch_norm_momentum
+    return model

@@ -272,7 +272,8 @@ def train(
         strategy = strategy or make_strategy(config.strategy)
         replicas = _replicas(strategy, config.batch_size, model_dir)
         with strategy.scope():
-            loss = DiceCrossEntropy(dice_weight=config.dice_weight)
+            weights = None if config.tumor_weight == 1 else (1.0, 1.0, config.tumor_weight)
+            loss = DiceCrossEntropy(dice_weight=config.dice_weight, class_weights=weights)
             model = _compiled_model(config, loss, steps, with_metrics=not multi_worker,
                                     channels=channels)
         history_before = read_history(model_dir)
