@@ -103,3 +103,20 @@ def test_context_channels_are_the_clamped_neighbours_at_the_first_and_last_slice
     own = slice_channels(vol.hu_slice(0), prep)[..., 0]
     first = _context_of(result, case_id, 0)[..., 0]
     assert np.abs(first.astype(int) - own).mean() < 2  # equal up to the JPEG round trip
+
+
+def test_training_inputs_equal_the_inputs_inference_makes_from_the_volume(roi):
+    """The tf.data pipeline (JPEG files) and inference (the volume) give the model the same
+    numbers: same crop, same context channels, same JPEG decoding."""
+    from livertumor.data.roi import Box
+    from livertumor.inference.inputs import SliceInputs
+    from livertumor.training import load_manifest, make_dataset
+
+    rows = load_manifest(roi.out_dir)
+    rows = rows[rows["tumor_pixels"] > 0].head(3)
+    x, _ = next(iter(make_dataset(rows, len(rows), 48)))
+    for i, row in enumerate(rows.itertuples()):
+        vol, _ = _case(roi, row.case_id)
+        box = Box(row.row0, row.row1, row.col0, row.col1, 0, vol.geometry.canonical_shape[2])
+        inputs = SliceInputs(vol, roi.preprocessing, 48, box)
+        np.testing.assert_array_equal(inputs.batch([row.slice_index])[0], x.numpy()[i])

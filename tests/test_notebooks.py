@@ -75,7 +75,7 @@ def test_export_splits_patients_and_lists_skipped_cases(smoke_run):
     assert (smoke_run.parent.parent / "export" / "manifest.csv").exists()
     # the liver crops for the cascade: same patients, context channels
     assert r["roi_split"]["test"]["cases"] == 1 and r["roi_split"]["train"]["cases"] == 3
-    assert r["roi_channels"][3:] == ["liver, slice -1", "liver, slice +1"]
+    assert r["roi_channels"][3:] == ["liver_wide, slice -1", "liver_wide, slice +1"]
 
 
 def test_both_architectures_and_the_cascade_trained(smoke_run):

@@ -159,9 +159,13 @@ def _decode(image_path, mask_path, size: int, context_path=None, n_context: int 
     uint8 (cache-friendly)."""
     import tensorflow as tf
 
-    image = tf.io.decode_jpeg(tf.io.read_file(image_path), channels=3)
+    # INTEGER_ACCURATE: the IDCT of libjpeg's accurate method, as Pillow decodes at inference;
+    # TensorFlow's default (INTEGER_FAST) differs by up to 5 grey levels
+    image = tf.io.decode_jpeg(tf.io.read_file(image_path), channels=3,
+                              dct_method="INTEGER_ACCURATE")
     if n_context:
-        context = tf.io.decode_jpeg(tf.io.read_file(context_path), channels=1)
+        context = tf.io.decode_jpeg(tf.io.read_file(context_path), channels=1,
+                                    dct_method="INTEGER_ACCURATE")
         image = tf.concat([image, _untile(context, n_context)], axis=-1)
     mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)
     if size:
