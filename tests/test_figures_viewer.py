@@ -210,3 +210,26 @@ def test_lesion_gallery_and_detection_figure_show_each_lesion_with_its_verdict(t
     assert path.stat().st_size > 5000
     fig = detection_figure({"a": detection_by_size(lesions), "b": detection_by_size(lesions)})
     assert figures.save_figure(fig, tmp_path / "detection.png").stat().st_size > 5000
+
+
+def test_lesion_tables_of_several_cases_keep_their_types_when_a_case_has_none():
+    """A test case without any lesion (reference or predicted) gives an empty table; concatenated
+    with the others, ``detected`` must stay boolean or ``~detected`` turns into -1/-2."""
+    import pandas as pd
+
+    from livertumor.evaluation import detect_lesions
+    from livertumor.evaluation.lesions import LESION_COLUMNS, lesion_table
+    from livertumor.viz.lesion_figures import gallery_lesions
+
+    truth = np.zeros((40, 40, 6), np.uint8)
+    truth[5:35, 5:35] = 1
+    empty = lesion_table(detect_lesions(truth, truth, (1.0, 1.0, 2.0))["lesions"])
+    assert empty.empty and list(empty.columns) == list(LESION_COLUMNS)
+    truth[10:16, 10:16, 2:4] = 2
+    pred = truth.copy()
+    pred[10:16, 10:16, 2:4] = 1
+    some = lesion_table(detect_lesions(pred, truth, (1.0, 1.0, 2.0))["lesions"])
+    both = pd.concat([some.assign(case_id=1), empty.assign(case_id=2)], ignore_index=True)
+    assert both["detected"].dtype == bool
+    shown = gallery_lesions(both)
+    assert list(shown["kind"]) == ["reference"] and not shown["detected"].any()

@@ -24,7 +24,7 @@ import pandas as pd
 from ..atomic import atomic_path, write_json
 from ..data.volumes import NiftiVolume, read_mask, write_like
 from .aggregate import aggregate_scores
-from .lesions import detect_lesions, detection_by_size
+from .lesions import detect_lesions, detection_by_size, lesion_table
 from .per_case import lits_scores
 from .per_slice import mean_slice_scores, slice_scores
 
@@ -166,7 +166,7 @@ def evaluate(
         case_rows.append({"case_id": int(row.case_id), "volume_path": str(row.volume_path),
                           "mask_path": str(row.mask_path), "prediction_path": str(pred_path),
                           **scores})
-        lesions = pd.DataFrame(detect_lesions(seg.labels, truth, vol.geometry.spacing)["lesions"])
+        lesions = lesion_table(detect_lesions(seg.labels, truth, vol.geometry.spacing)["lesions"])
         lesion_tables.append(lesions.assign(case_id=int(row.case_id)))
         table = slice_scores(seg.labels, truth)
         table.insert(0, "case_id", int(row.case_id))

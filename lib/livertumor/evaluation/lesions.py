@@ -209,6 +209,21 @@ def _largest_axial_diameter(mask: np.ndarray, spacing: tuple[float, float, float
     return best
 
 
+LESION_COLUMNS = {
+    "kind": "object", "lesion": "int64", "group": "int64", "voxels": "int64",
+    "volume_ml": "float64", "diameter_mm": "float64", "detected": "bool", "iou": "float64",
+    "row": "float64", "column": "float64", "slice": "float64", "largest_slice": "int64",
+}
+"""The columns of a lesion table (one row per lesion of :func:`detect_lesions`) and their dtypes."""
+
+
+def lesion_table(rows: Sequence[Mapping]) -> pd.DataFrame:
+    """The ``lesions`` rows of :func:`detect_lesions` as a table with the dtypes of
+    :data:`LESION_COLUMNS`, also when a case has none (so that tables of several cases
+    concatenate with ``detected`` still boolean)."""
+    return pd.DataFrame(list(rows), columns=list(LESION_COLUMNS)).astype(LESION_COLUMNS)
+
+
 def _lesion_rows(match: _Match, spacing: tuple[float, float, float] | None,
                  origin: tuple[int, int, int] = (0, 0, 0)) -> list[dict]:
     """One row per lesion, reference lesions first (see :func:`detect_lesions`); ``origin``:
@@ -301,7 +316,7 @@ def detect_lesions(
         group, i.e. not a FP), ``iou`` (of its group; 0.0 when no component matched),
         ``row``, ``column``, ``slice`` (its centre of mass, voxel indices of the canonical
         arrays) and ``largest_slice`` (the axial slice where it is largest).
-        ``pandas.DataFrame(result["lesions"])`` gives a table.
+        :func:`lesion_table` gives a table.
 
     Raises
     ------

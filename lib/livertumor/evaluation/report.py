@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import write_text
-from .lesions import detect_lesions
+from .lesions import detect_lesions, lesion_table
 
 LIMITATIONS = (
     "This report was produced automatically by a research model, not by a physician, and is "
@@ -72,10 +72,7 @@ def findings(pred: np.ndarray, truth: np.ndarray | None, spacing: tuple[float, f
     """
     voxel_ml = float(np.prod(spacing)) / 1000.0
     det = detect_lesions(pred, truth if truth is not None else np.zeros_like(pred), spacing)
-    lesions = pd.DataFrame(det["lesions"])
-    if lesions.empty:
-        lesions = pd.DataFrame(columns=["kind", "voxels", "volume_ml", "diameter_mm",
-                                        "detected", "largest_slice"])
+    lesions = lesion_table(det["lesions"])
 
     def numbers(labels, prefix):
         liver = int((labels >= 1).sum())
