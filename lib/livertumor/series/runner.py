@@ -9,8 +9,6 @@ timings), so any number in the outputs can be traced back to what produced it.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from pathlib import Path
 
@@ -122,22 +120,6 @@ def _kernel_config():
     return Config({"KernelManager": {"transport": "ipc"}})
 
 
-@contextlib.contextmanager
-def _quiet_tensorflow_startup():
-    """TensorFlow's C++ start-up lines (oneDNN notices, absl's "log messages before
-    InitializeLog") are INFO logs that every kernel would print to the terminal; the kernels
-    started here inherit ``TF_CPP_MIN_LOG_LEVEL=1`` (warnings and errors still show) unless
-    the user has set it."""
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
-        yield
-        return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"
-    try:
-        yield
-    finally:
-        os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
-
-
 def _execute(source: Path, executed: Path, params: dict, name: str) -> float:
     """Run one notebook with papermill; return its wall time in seconds.
 
@@ -146,12 +128,10 @@ def _execute(source: Path, executed: Path, params: dict, name: str) -> float:
 
     t0 = time.perf_counter()
     try:
-        with _quiet_tensorflow_startup():
-            pm.execute_notebook(
-                str(source), str(executed), parameters=params, cwd=str(source.parent),
-                kernel_name="python3", progress_bar=False, log_output=False,
-                config=_kernel_config(),
-            )
+        pm.execute_notebook(
+            str(source), str(executed), parameters=params, cwd=str(source.parent),
+            kernel_name="python3", progress_bar=False, log_output=False, config=_kernel_config(),
+        )
     except pm.PapermillExecutionError as err:
         raise LiverTumorError(
             f"notebook {name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}; "
