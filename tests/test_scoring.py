@@ -569,6 +569,12 @@ def test_detection_by_size_counts_lesions_in_their_diameter_class_and_locates_th
                                                                        "precision"])
     assert table.loc["> 20 mm", "recall"] == 1 and table.loc["> 20 mm", "precision"] == 1
     assert table.loc["all", "reference"] == 3 and table.loc["all", "found"] == 2
+    assert table.loc["10-20 mm", "recall_any_overlap"] == 0
+    pred[20:22, 20:34, 2:5] = 2     # a sliver of the 14 mm lesion: overlapped, IoU 1/7
+    lenient = detection_by_size(pd.DataFrame(detect_lesions(pred, truth,
+                                                            (1.0, 1.0, 2.0))["lesions"]))
+    assert lenient.loc["10-20 mm", ["recall", "recall_any_overlap"]].tolist() == [0, 1]
+    assert lenient.loc["all", "touched"] == 3
     missed = lesions[(lesions["kind"] == "reference") & ~lesions["detected"]].iloc[0]
     assert (missed["row"], missed["column"], missed["slice"]) == (26.5, 26.5, 3.0)
     assert 2 <= missed["largest_slice"] <= 4

@@ -201,7 +201,7 @@ def evaluate(
 
 def _detection_summary(detection: pd.DataFrame) -> dict:
     """Flat keys of the size-class table (``lesion_recall_10_20mm`` and so on) and the recall
-    of the lesions of 10 mm and more."""
+    of the lesions of 10 mm and more, by LiTS's IoU > 0.5 and by any overlap."""
     keys = {"< 10 mm": "lt10mm", "10-20 mm": "10_20mm", "> 20 mm": "gt20mm"}
     out = {}
     for name, key in keys.items():
@@ -211,6 +211,8 @@ def _detection_summary(detection: pd.DataFrame) -> dict:
         out[f"lesion_n_reference_{key}"] = int(row["reference"])
     big = detection.loc[["10-20 mm", "> 20 mm"]].sum()
     out["lesion_recall_ge10mm"] = big["found"] / big["reference"] if big["reference"] else None
+    out["lesion_recall_any_overlap_ge10mm"] = (big["touched"] / big["reference"]
+                                              if big["reference"] else None)
     return out
 
 

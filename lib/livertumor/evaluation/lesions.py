@@ -404,8 +404,10 @@ def detection_by_size(lesions: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame indexed by size class (:data:`SIZE_CLASSES_MM`) and ``all``, with columns
     ``reference`` (lesions), ``found``, ``recall`` (found / reference) by the reference
-    lesion's diameter, and ``predicted`` (components), ``true``, ``precision`` (true /
-    predicted) by the predicted component's diameter; NaN where a count is 0.
+    lesion's diameter, ``touched`` and ``recall_any_overlap`` (reference lesions that any
+    predicted component overlaps, the lenient criterion LiTS also reported: IoU > 0 instead of
+    > 0.5), and ``predicted`` (components), ``true``, ``precision`` (true / predicted) by the
+    predicted component's diameter; NaN where a count is 0.
     """
     rows = {}
     ref = lesions[lesions["kind"] == "reference"] if len(lesions) else lesions
@@ -416,9 +418,11 @@ def detection_by_size(lesions: pd.DataFrame) -> pd.DataFrame:
         p = (pred[(pred["diameter_mm"] >= low) & (pred["diameter_mm"] < high)]
              if len(pred) else pred)
         n_ref, found = len(r), int(r["detected"].sum()) if len(r) else 0
+        touched = int((r["iou"] > 0).sum()) if len(r) else 0
         n_pred, true = len(p), int(p["detected"].sum()) if len(p) else 0
         rows[name] = {"reference": n_ref, "found": found,
-                      "recall": found / n_ref if n_ref else np.nan,
+                      "recall": found / n_ref if n_ref else np.nan, "touched": touched,
+                      "recall_any_overlap": touched / n_ref if n_ref else np.nan,
                       "predicted": n_pred, "true": true,
                       "precision": true / n_pred if n_pred else np.nan}
     return pd.DataFrame.from_dict(rows, orient="index")
