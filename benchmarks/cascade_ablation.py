@@ -7,11 +7,12 @@ and its export settings) and measures, with the tumor stage trained the same way
   side (export seconds, training seconds, model inputs, and the scores); the run's own tumor
   stage is the one with its context, only the other is trained here;
 - **test-time augmentation**: the cascade with and without ``tta`` (seconds and scores);
-- **post-processing**: the cascade without rules, with the largest liver only, with the
-  minimum tumor volume only, and with both.
+- **post-processing**: the cascade without rules, with the largest liver only, and with the
+  minimum tumor volume only (with both, it is the context row of the first table).
 
     python benchmarks/cascade_ablation.py                # on outputs/demo (about 15 minutes)
     python benchmarks/cascade_ablation.py --run demo-seed1
+    python benchmarks/cascade_ablation.py --parts tta       # only test-time augmentation
 
 Synthetic data: the numbers say what the parts change in this pipeline, not how it would do on
 patients. Nothing here is asserted; the figures are printed.
@@ -51,6 +52,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="demo", help="run folder under outputs/ (default demo)")
     parser.add_argument("--out", type=Path, default=PROJECT / "outputs" / "cascade-ablation")
+    parser.add_argument("--parts", nargs="+", choices=["context", "tta", "rules"],
+                        default=["context", "tta", "rules"], help="what to measure (default all)")
     args = parser.parse_args()
     run = PROJECT / "outputs" / args.run
     record = json.loads((run / "run.json").read_text())
@@ -69,8 +72,8 @@ def main() -> None:
           f"(context {own_context}: the run's own tumor stage; its training seconds are those "
           "of its notebook)\n")
     print(_header("tumor stage input"))
-    stages = {}
-    for context in (0, 1):
+    stages = {own_context: SingleStage(run / "models" / "tumor_unet")}
+    for context in (0, 1) if "context" in args.parts else ():
         t0 = time.perf_counter()
         roi = export_slices(record["data_dir"], args.out / f"roi-context{context}",
                             every=export_params.get("roi_every", 2),
@@ -96,7 +99,9 @@ def main() -> None:
 
     best = stages[1]
     print("\n" + _header("cascade (context 1) with"))
-    for name, tta in (("TTA (zooms 0.9, 1, 1.1)", True),):  # without: the row above
+    for name, tta in (("no TTA", False), ("TTA (zooms 0.9, 1, 1.1)", True)):
+        if "tta" not in args.parts or (not tta and "context" in args.parts):
+            continue  # without TTA: the context row above
         stage = SingleStage(best.model_dir, tta=tta)
         cascade = Cascade(SingleStage(liver.model_dir, tta=tta), stage,
                           PostProcessing(largest_liver=True, min_tumor_ml=0.05))
@@ -104,11 +109,12 @@ def main() -> None:
         result = evaluate(cascade, cases, args.out / f"eval-tta{int(tta)}", progress=False)
         print(_row(name, result.summary, time.perf_counter() - t0), flush=True)
 
-    print("\n" + _header("post-processing of the cascade"))
+    if "rules" not in args.parts:
+        return
+    print("\n" + _header("post-processing of the cascade (both rules: the first table)"))
     for name, rules in (("none", PostProcessing()),
                         ("largest liver", PostProcessing(largest_liver=True)),
-                        ("tumors >= 0.05 mL", PostProcessing(min_tumor_ml=0.05)),
-                        ("both", PostProcessing(largest_liver=True, min_tumor_ml=0.05))):
+                        ("tumors >= 0.05 mL", PostProcessing(min_tumor_ml=0.05))):
         cascade = Cascade(liver, best, rules)
         t0 = time.perf_counter()
         result = evaluate(cascade, cases, args.out / f"eval-rules-{name.split()[0]}",

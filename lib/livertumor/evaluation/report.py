@@ -23,8 +23,9 @@ from .lesions import detect_lesions, lesion_table
 
 LIMITATIONS = (
     "This report was produced automatically by a research model, not by a physician, and is "
-    "not a diagnosis. The model looks at one axial slice at a time and was trained on few "
-    "cases; it can miss small or faint tumors, merge neighbouring ones, or mark vessels, cysts "
+    "not a diagnosis. The model looks at one axial slice at a time (with at most a few "
+    "neighbouring slices) and was trained on few cases; it can miss small or faint tumors, "
+    "merge neighbouring ones, or mark vessels, cysts "
     "or other organs as liver or tumor. Volumes are counted from voxels, so they depend on the "
     "slice thickness and on the accuracy of the file's header; largest diameters are measured "
     "in the axial plane only, not as RECIST measurements. Every finding must be checked "
