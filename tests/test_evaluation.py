@@ -36,6 +36,18 @@ def test_roc_area_matches_the_rank_statistic_also_for_softmax_like_scores(peaked
     assert thresholds[1] == pytest.approx(lowest, rel=0.2)  # dense near 0, not 0.005
 
 
+def test_roc_scores_a_rounding_step_above_one_as_the_highest_score():
+    """The liver score p1 + p2 of a float32 softmax can exceed 1 by one ulp: it must rank as
+    the highest score, not turn into NaN."""
+    p = np.float32(0.6) + np.float32(0.4000001)
+    assert p > 1
+    unit = _RocAccumulator._to_unit(np.array([0.0, 0.5, 1.0, p], np.float32))
+    assert not np.isnan(unit).any() and unit.tolist() == [0.0, 0.5, 1.0, 1.0]
+    acc = _RocAccumulator()
+    acc.update(np.array([False, True, True]), np.array([0.2, 0.9, p], np.float32))
+    assert acc.curve()[3] == pytest.approx(1.0)
+
+
 def test_example_slices_take_the_largest_tumor_slice_and_read_each_reference_once(
         tmp_path, monkeypatch):
     import pandas as pd

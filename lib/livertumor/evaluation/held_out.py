@@ -87,8 +87,11 @@ class _RocAccumulator:
 
     @staticmethod
     def _to_unit(p: np.ndarray) -> np.ndarray:
-        """Probabilities -> [0, 1], evenly in logit over +-ROC_LOGIT_RANGE (monotone)."""
-        p = np.asarray(p, np.float64)
+        """Probabilities -> [0, 1], evenly in logit over +-ROC_LOGIT_RANGE (monotone).
+
+        Scores are clipped to [0, 1] first: a sum of float32 softmax outputs (the liver's
+        p1 + p2) can exceed 1 by a rounding step, whose logit would be NaN."""
+        p = np.clip(np.asarray(p, np.float64), 0.0, 1.0)
         with np.errstate(divide="ignore"):
             logit = np.log(p) - np.log1p(-p)
         return np.clip((logit + ROC_LOGIT_RANGE) / (2 * ROC_LOGIT_RANGE), 0, 1).astype(np.float32)
