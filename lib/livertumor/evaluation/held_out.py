@@ -160,35 +160,16 @@ def evaluate(
     case_rows, slice_tables, lesion_tables = [], [], []
     for row in tqdm(list(cases.itertuples()), desc="test cases", unit="case",
                     disable=not progress):
-        vol = NiftiVolume(row.volume_path)
-        truth = read_mask(row.mask_path, like=vol.geometry)
-        seg = predictor.predict(vol, keep_probabilities=True, progress=progress)
-        pred_path = write_like(seg.labels, vol.geometry,
-                               out_dir / "predictions" / f"prediction-{row.case_id}.nii.gz")
-        scores = lits_scores(seg.labels, truth, vol.geometry.spacing, connectivity)
-        case_rows.append({"case_id": int(row.case_id), "volume_path": str(row.volume_path),
-                          "mask_path": str(row.mask_path), "prediction_path": str(pred_path),
-                          **scores})
-        lesions = lesion_table(detect_lesions(seg.labels, truth, vol.geometry.spacing)["lesions"])
-        lesion_tables.append(lesions.assign(case_id=int(row.case_id)))
-        table = slice_scores(seg.labels, truth)
-        table.insert(0, "case_id", int(row.case_id))
-        slice_tables.append(table)
-        p = seg.probabilities
-        rocs["liver"].update(truth >= 1, p[..., 1] + p[..., 2])
-        rocs["tumor"].update(truth == 2, p[..., 2])
-        del seg, p
+        case_row, slices, lesions = _score_case(row, predictor, out_dir, connectivity, rocs,
+                                                progress)
+        case_rows.append(case_row)
+        slice_tables.append(slices)
+        lesion_tables.append(lesions)
 
     per_case = pd.DataFrame(case_rows)
     per_slice = pd.concat(slice_tables, ignore_index=True)
     lesions = pd.concat(lesion_tables, ignore_index=True)
-    roc_rows, summary = [], {}
-    for name, acc in rocs.items():
-        thresholds, fpr, tpr, auc = acc.curve()
-        summary[f"{name}_auc"] = auc
-        roc_rows.append(pd.DataFrame({"structure": name, "threshold": thresholds,
-                                      "fpr": fpr, "tpr": tpr}))
-    roc = pd.concat(roc_rows, ignore_index=True)
+    roc, summary = _roc_table(rocs)
     summary.update(aggregate_scores(per_case))
     summary.update({f"slice_{k}": v for k, v in mean_slice_scores(per_slice).items()})
     detection = detection_by_size(lesions)
@@ -200,6 +181,40 @@ def evaluate(
     result = EvaluationResult(per_case, per_slice, roc, summary, lesions, detection)
     save_result(result, out_dir)
     return result
+
+
+def _score_case(row, predictor, out_dir: Path, connectivity: int, rocs: dict,
+                progress: bool) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """One test case: predict, write the prediction, score it; its per-case row, per-slice
+    table and lesion table. The ROC accumulators take its voxels."""
+    vol = NiftiVolume(row.volume_path)
+    truth = read_mask(row.mask_path, like=vol.geometry)
+    seg = predictor.predict(vol, keep_probabilities=True, progress=progress)
+    pred_path = write_like(seg.labels, vol.geometry,
+                           out_dir / "predictions" / f"prediction-{row.case_id}.nii.gz")
+    case_id = int(row.case_id)
+    case_row = {"case_id": case_id, "volume_path": str(row.volume_path),
+                "mask_path": str(row.mask_path), "prediction_path": str(pred_path),
+                **lits_scores(seg.labels, truth, vol.geometry.spacing, connectivity)}
+    lesions = lesion_table(detect_lesions(seg.labels, truth, vol.geometry.spacing)["lesions"])
+    slices = slice_scores(seg.labels, truth)
+    slices.insert(0, "case_id", case_id)
+    p = seg.probabilities
+    rocs["liver"].update(truth >= 1, p[..., 1] + p[..., 2])
+    rocs["tumor"].update(truth == 2, p[..., 2])
+    return case_row, slices, lesions.assign(case_id=case_id)
+
+
+def _roc_table(rocs: dict) -> tuple[pd.DataFrame, dict]:
+    """The ROC curves of the accumulators as one table (structure, threshold, fpr, tpr) and
+    their areas as ``{structure}_auc``."""
+    rows, aucs = [], {}
+    for name, acc in rocs.items():
+        thresholds, fpr, tpr, auc = acc.curve()
+        aucs[f"{name}_auc"] = auc
+        rows.append(pd.DataFrame({"structure": name, "threshold": thresholds,
+                                  "fpr": fpr, "tpr": tpr}))
+    return pd.concat(rows, ignore_index=True), aucs
 
 
 def _detection_summary(detection: pd.DataFrame) -> dict:
