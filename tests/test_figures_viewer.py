@@ -233,3 +233,24 @@ def test_lesion_tables_of_several_cases_keep_their_types_when_a_case_has_none():
     assert both["detected"].dtype == bool
     shown = gallery_lesions(both)
     assert list(shown["kind"]) == ["reference"] and not shown["detected"].any()
+
+
+def test_gallery_volumes_reads_each_shown_case_once_in_canonical_orientation(tmp_path):
+    import pandas as pd
+
+    from livertumor.viz.lesion_figures import gallery_volumes
+
+    from conftest import SPACING, anatomy, write_case
+
+    ct, mask = anatomy(seed=3)
+    vpath, mpath = write_case(tmp_path, 5, ct, mask, axcodes=("R", "A", "S"))
+    per_case = pd.DataFrame([{"case_id": 5, "volume_path": str(vpath), "mask_path": str(mpath),
+                              "prediction_path": str(mpath)}])
+    tiles = pd.DataFrame({"case_id": [5, 5]})
+    volumes = gallery_volumes(tiles, per_case)
+    assert list(volumes) == [5]
+    image, truth, pred, spacing = volumes[5]
+    np.testing.assert_array_equal(image, ct)
+    np.testing.assert_array_equal(truth, mask)
+    np.testing.assert_array_equal(pred, mask)
+    assert spacing == pytest.approx(SPACING[:2])

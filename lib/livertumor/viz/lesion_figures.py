@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..data.volumes import read_geometry, read_mask, read_nii
 from ..data.windowing import resolve_windows, windowed
 from .figures import LABEL_COLORS
 
@@ -59,6 +60,26 @@ def _crop(shape: tuple[int, int], row: float, col: float, half: int
         lo = min(max(lo, 0), size - side)
         out.append(slice(lo, lo + side))
     return out[0], out[1]
+
+
+def gallery_volumes(tiles: pd.DataFrame, per_case: pd.DataFrame) -> dict[int, tuple]:
+    """The ``volumes`` argument of :func:`lesion_gallery` for the cases of ``tiles``, each
+    volume read once.
+
+    Parameters
+    ----------
+    tiles : lesion rows to show (``case_id``)
+    per_case : the evaluation's per-case table (``case_id``, ``volume_path``, ``mask_path``,
+        ``prediction_path``)
+    """
+    paths = per_case.set_index("case_id")
+    volumes = {}
+    for case_id in dict.fromkeys(tiles["case_id"]):
+        row = paths.loc[case_id]
+        spacing = read_geometry(row["volume_path"]).spacing[:2]
+        volumes[int(case_id)] = (read_nii(row["volume_path"]), read_mask(row["mask_path"]),
+                                 read_mask(row["prediction_path"]), spacing)
+    return volumes
 
 
 def lesion_gallery(lesions: pd.DataFrame, volumes: Mapping[int, tuple], spacing_mm: float = 60,
