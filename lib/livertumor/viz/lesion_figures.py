@@ -101,7 +101,7 @@ def lesion_gallery(lesions: pd.DataFrame, volumes: Mapping[int, tuple], spacing_
     n = len(lesions)
     columns = max(1, min(columns, n))
     rows = max(1, int(np.ceil(n / columns)))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.35 * rows + 0.4),
+    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.6 * rows + 0.4),
                              squeeze=False)
     (w, level), = resolve_windows([window])
     for ax in axes.ravel():
