@@ -263,3 +263,24 @@ def test_batch_norm_momentum_and_tumor_weight_settings():
     for bad in ({"batch_norm_momentum": 1.0}, {"tumor_weight": 0}):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
+
+
+def test_upsampling_setting_reaches_the_decoder():
+    import keras
+
+    from livertumor.training import build_model
+
+    def ups(config):
+        model = build_model(config)
+        return ([la.interpolation for la in model.layers
+                 if isinstance(la, keras.layers.UpSampling2D)],
+                [la for la in model.layers if isinstance(la, keras.layers.Conv2DTranspose)])
+
+    small = {"base_filters": 4, "depth": 2, "image_size": 32}
+    bilinear, transposed = ups(TrainConfig(upsampling="bilinear", **small))
+    assert bilinear == ["bilinear", "bilinear"] and not transposed
+    for mode in ("auto", "transpose"):  # the U-Net's own is the transposed convolution
+        bilinear, transposed = ups(TrainConfig(upsampling=mode, **small))
+        assert not bilinear and len(transposed) == 2
+    with pytest.raises(ValueError, match="upsampling"):
+        TrainConfig(upsampling="nearest")

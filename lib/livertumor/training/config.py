@@ -14,6 +14,7 @@ from ..errors import LiverTumorError
 ARCHITECTURES = ("unet", "resnet50_unet")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "mirrored", "multi_worker")
+UPSAMPLING = ("auto", "transpose", "bilinear")  # "auto": the architecture's own
 
 MONITOR = "val_loss"
 """The quantity the best checkpoint and early stopping follow (lower is better)."""
@@ -70,6 +71,10 @@ class TrainConfig:
     base_filters: int = _setting(
         16, "U-Net width: filters of the first level (ignored by resnet50_unet)")
     depth: int = _setting(4, "U-Net number of 2x2 poolings (ignored by resnet50_unet)")
+    upsampling: str = _setting(
+        "auto", "decoder upsampling: transpose (2x2 transposed convolution), bilinear (resize, "
+        "then 3x3 convolution: no checkerboard) or auto (the architecture's own: transpose for "
+        "unet, bilinear for resnet50_unet)", choices=UPSAMPLING)
     steps_per_epoch: int = _setting(
         0, "training batches per epoch; 0: one pass's worth (slices / batch size)")
     validation_fraction: float = _setting(
@@ -98,6 +103,8 @@ class TrainConfig:
                              f"got {self.architecture!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {self.upsampling!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.architecture == "resnet50_unet" and self.image_size % 32:
@@ -162,11 +169,12 @@ def build_model(config: TrainConfig, channels: int = 3):
                               f"{channels} (context slices): train a unet on it, or export "
                               "without context")
     shape = (config.image_size, config.image_size, channels)
+    own = {} if config.upsampling == "auto" else {"upsampling": config.upsampling}
     if config.architecture == "unet":
-        model = build_unet(shape, base_filters=config.base_filters, depth=config.depth)
+        model = build_unet(shape, base_filters=config.base_filters, depth=config.depth, **own)
     else:
-        model = build_resnet50_unet(shape,
-                                    encoder_weights=_encoder_weights(config.encoder_weights))
+        model = build_resnet50_unet(shape, encoder_weights=_encoder_weights(config.encoder_weights),
+                                    **own)
     if config.batch_norm_momentum:
         import keras
 
