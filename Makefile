@@ -13,7 +13,7 @@ RUN ?=
 LAB_PORT ?= 8888
 # Browser of the browser tests: Debian's package chromium (installed by `make test-browser`).
 CHROMIUM ?= /usr/bin/chromium
-EXTRAS := $(TF),notebooks,tensorboard,dev,lab
+EXTRAS := $(TF),notebooks,tensorboard,dicom,dev,lab
 STAMP := $(VENV)/.installed-$(TF)
 BROWSER_STAMP := $(VENV)/.installed-$(TF)-browser
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import keras
 import nibabel as nib
 import numpy as np
 import pytest
@@ -25,9 +24,7 @@ from livertumor.inference import (
     write_cascade,
 )
 
-from conftest import write_case
-
-WINDOWS = [[150.0, 30.0], [400.0, 50.0]]
+from conftest import band_model_dir, cascade_volume, write_case
 
 
 def test_small_tumors_are_dropped_by_volume_in_millilitres_not_voxels():
@@ -61,61 +58,17 @@ def test_the_liver_holds_its_tumors_and_rules_apply_in_order():
         PostProcessing(min_tumor_ml=-1)
 
 
-def _band_model(channels: int, size: int = 32):
-    """Liver window x: liver logit 4 relu(10 (x - .8)) - 1, tumor logit 4 relu(10 (x - .3))
-    - 12 relu(10 (x - .8)) - 2: tumor for x in about (0.35, 0.8), liver above."""
-    model = keras.Sequential([
-        keras.Input((size, size, channels)),
-        keras.layers.Conv2D(2, 1, activation="relu"),
-        keras.layers.Conv2D(3, 1),
-        keras.layers.Softmax(),
-    ])
-    k1 = np.zeros((1, 1, channels, 2), np.float32)
-    k1[0, 0, 0] = [10.0, 10.0]
-    model.layers[0].set_weights([k1, np.array([-3.0, -8.0], np.float32)])
-    k2 = np.zeros((1, 1, 2, 3), np.float32)
-    k2[0, 0, :, 1] = [0.0, 4.0]
-    k2[0, 0, :, 2] = [4.0, -12.0]
-    model.layers[1].set_weights([k2, np.array([0.0, -1.0, -2.0], np.float32)])
-    return model
-
-
-def _model_dir(path, context=0, roi=None):
-    path.mkdir(parents=True)
-    names = ["liver", "abdomen_soft", "histogram-scaled"]
-    names += [f"liver, slice {o:+d}" for o in (*range(-context, 0), *range(1, context + 1))]
-    prep = {"windows": WINDOWS, "bins": list(np.linspace(-200, 200, 30)), "size": 32,
-            "jpeg_quality": 90, "channels": names, "context": context, "roi": roi}
-    (path / "preprocessing.json").write_text(json.dumps(prep))
-    _band_model(len(names)).save(path / "model.keras")
-    return path
-
-
-def _volume():
-    """(P, L, S) HU: fat, a liver with a large and a tiny tumor, a bright island and a
-    tumor-like blob apart from the liver."""
-    ct = np.full((64, 56, 14), -100, np.int16)
-    truth = np.zeros(ct.shape, np.uint8)
-    truth[14:44, 6:34, 2:12] = 1
-    truth[22:32, 12:22, 4:9] = 2  # 10 x 10 x 5 voxels
-    truth[38:40, 28:30, 10:11] = 2  # 4 voxels: below the minimum volume
-    ct[truth == 1], ct[truth == 2] = 110, 45
-    ct[4:10, 44:52, 5:9] = 110  # a bright island: stage 1 calls it liver
-    ct[50:56, 44:50, 5:9] = 45  # a tumor-like blob outside the liver
-    return ct, truth
-
-
 @pytest.fixture(scope="module")
 def cascade_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("cascade")
-    liver = _model_dir(root / "liver")
-    tumor = _model_dir(root / "tumor", context=1, roi={"margin_mm": 4.0})
+    liver = band_model_dir(root / "liver")
+    tumor = band_model_dir(root / "tumor", context=1, roi={"margin_mm": 4.0})
     return write_cascade(root / "cascade", liver, tumor,
                          PostProcessing(largest_liver=True, min_tumor_ml=0.05))
 
 
 def test_cascade_writes_liver_and_tumor_on_the_input_grid(cascade_dir, tmp_path):
-    ct, truth = _volume()
+    ct, truth = cascade_volume()
     vpath, _ = write_case(tmp_path, 0, ct, truth, axcodes=("R", "A", "S"),
                           spacing=(1.5, 1.5, 2.5))
     out = segment(cascade_dir.parent, vpath, tmp_path / "pred.nii.gz", progress=False)
@@ -133,7 +86,7 @@ def test_cascade_writes_liver_and_tumor_on_the_input_grid(cascade_dir, tmp_path)
 
 
 def test_cascade_looks_only_inside_the_box_of_the_first_stage(cascade_dir, tmp_path):
-    ct, truth = _volume()
+    ct, truth = cascade_volume()
     vpath, _ = write_case(tmp_path, 0, ct, truth, spacing=(1.5, 1.5, 2.5))
     predictor = load_predictor(cascade_dir)
     assert isinstance(predictor, Cascade) and predictor.margin_mm == 4.0
@@ -153,7 +106,7 @@ def test_cascade_looks_only_inside_the_box_of_the_first_stage(cascade_dir, tmp_p
 
 
 def test_a_tumor_model_without_liver_box_training_is_refused(tmp_path):
-    liver = _model_dir(tmp_path / "liver")
+    liver = band_model_dir(tmp_path / "liver")
     spec = write_cascade(tmp_path / "c.json", liver, liver)
     with pytest.raises(LiverTumorError, match="--roi"):
         load_predictor(spec)
@@ -165,9 +118,9 @@ def test_cascade_and_segment_commands(tmp_path):
     import subprocess
     import sys
 
-    liver = _model_dir(tmp_path / "liver")
-    tumor = _model_dir(tmp_path / "tumor", context=1, roi={"margin_mm": 4.0})
-    ct, truth = _volume()
+    liver = band_model_dir(tmp_path / "liver")
+    tumor = band_model_dir(tmp_path / "tumor", context=1, roi={"margin_mm": 4.0})
+    ct, truth = cascade_volume()
     vpath, _ = write_case(tmp_path, 0, ct, truth, spacing=(1.5, 1.5, 2.5))
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"}
     run = [sys.executable, "-m", "livertumor"]

@@ -6,7 +6,9 @@ users need are re-exported here:
 - data: :func:`find_cases`, :func:`read_nii`, :func:`read_mask`, :class:`NiftiVolume`,
   :func:`read_geometry`, :func:`write_like`, :data:`WINDOWS`, :func:`windowed`,
   :func:`freqhist_bins`, :func:`hist_scaled`, :func:`to_nchan`, :func:`save_jpg`,
-  :func:`largest_slice`, :func:`key_slices`
+  :func:`largest_slice`, :func:`key_slices`; DICOM: :func:`read_dicom_series`,
+  :class:`DicomVolume`, :func:`open_volume`, :func:`list_series`, :func:`convert_dicom`,
+  :func:`write_dicom_seg`
 - demo: :func:`make_demo_dataset`
 - export: :func:`export_slices`, :func:`load_export`, :func:`split_cases`,
   :func:`merge_export` (sharded exports)
@@ -15,12 +17,21 @@ users need are re-exported here:
 - training (Keras; loaded on first use so that ``import livertumor`` does not import
   TensorFlow): :func:`build_unet`, :func:`build_resnet50_unet`, :func:`load_model`,
   :class:`DiceCrossEntropy`, :func:`segmentation_metrics`, :class:`RegionDice`,
-  :class:`RegionIoU`
+  :class:`RegionIoU`; inference: :func:`segment` (a NIfTI file or a DICOM folder in, a label
+  map on its grid out)
 """
 
 import importlib
 
 from .data.cases import case_statistics, find_cases, select_case, summarize_cases
+from .data.dicom import (
+    DicomVolume,
+    convert_dicom,
+    list_series,
+    open_volume,
+    read_dicom_series,
+)
+from .data.dicom_seg import write_dicom_seg
 from .data.slices import key_slices, largest_slice
 from .data.volumes import (
     CANONICAL_AXCODES,
@@ -35,6 +46,7 @@ from .data.volumes import (
 from .data.windowing import WINDOWS, freqhist_bins, hist_scaled, save_jpg, to_nchan, windowed
 from .demo import make_demo_dataset
 from .errors import (
+    DicomReadError,
     EncoderWeightsError,
     GridMismatchError,
     LabelError,
@@ -62,12 +74,13 @@ from .export import (
 
 __version__ = "0.1.0"
 
-# Keras-dependent names, imported on first access (PEP 562).
+# Keras-dependent names (and segment, which loads models), imported on first access (PEP 562).
 _LAZY = {
     "build_unet": "training.models", "build_resnet50_unet": "training.models",
     "load_model": "training.models",
     "DiceCrossEntropy": "training.losses", "segmentation_metrics": "training.metrics",
     "RegionDice": "training.metrics", "RegionIoU": "training.metrics",
+    "segment": "inference.predict",
 }
 
 
@@ -81,11 +94,12 @@ def __getattr__(name):
 
 __all__ = [
     "CANONICAL_AXCODES", "LABELS", "WINDOWS",
-    "Geometry", "NiftiVolume",
-    "EncoderWeightsError", "GridMismatchError", "LabelError", "LiverTumorError", "NiftiReadError",
-    "PairingError",
+    "Geometry", "NiftiVolume", "DicomVolume",
+    "DicomReadError", "EncoderWeightsError", "GridMismatchError", "LabelError", "LiverTumorError",
+    "NiftiReadError", "PairingError",
     "case_statistics", "find_cases", "key_slices", "largest_slice", "select_case",
-    "summarize_cases", "freqhist_bins", "hist_scaled", "make_demo_dataset",
+    "summarize_cases", "convert_dicom", "list_series", "open_volume", "read_dicom_series",
+    "write_dicom_seg", "freqhist_bins", "hist_scaled", "make_demo_dataset",
     "read_geometry", "read_mask", "read_nii", "save_jpg", "to_nchan", "windowed", "write_like",
     "ExportResult", "ExportSettings", "export_slices", "load_export", "merge_export",
     "split_cases",

@@ -117,11 +117,40 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if args.postprocess or args.min_tumor_ml is not None:
         rules = PostProcessing(largest_liver=args.postprocess,
                                min_tumor_ml=args.min_tumor_ml or 0.0)
+    if args.dicom_seg is not None and args.dicom_seg.suffix.lower() != ".dcm":
+        raise LiverTumorError("the DICOM-SEG output must end in .dcm", args.dicom_seg)
     out = segment(args.model_dir, args.volume, args.out, args.probabilities,
-                  batch_size=args.batch_size, postprocess=rules, tta=args.tta)
+                  batch_size=args.batch_size, postprocess=rules, tta=args.tta,
+                  series_uid=args.series, dicom_seg_path=args.dicom_seg)
     print(f"labels written to {out} (0 background, 1 liver, 2 tumor; on the input's grid)")
     if args.probabilities:
         print(f"liver and tumor probabilities written to {args.probabilities}")
+    if args.dicom_seg:
+        print(f"DICOM-SEG written to {args.dicom_seg} (segments 1 liver, 2 liver tumor; it "
+              "references the input series)")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .data.dicom import DicomVolume
+
+    if not args.out.name.endswith((".nii", ".nii.gz")):
+        raise LiverTumorError("output must end in .nii or .nii.gz", args.out)
+    volume = DicomVolume(args.dicom_dir, args.series)
+    volume.to_nifti(args.out)
+    g = volume.geometry
+    print(f"{args.out}: {len(volume.series.paths)} slices of series {volume.series.uid}, "
+          f"canonical shape {g.canonical_shape}, spacing "
+          f"{' x '.join(f'{v:.3f}' for v in g.spacing)} mm, stored axes {''.join(g.axcodes)}")
+    return 0
+
+
+def _cmd_demo_dicom(args: argparse.Namespace) -> int:
+    from .demo.dicom_series import write_demo_series
+
+    paths = write_demo_series(args.volume, args.out_dir, shuffle=args.shuffle)
+    print(f"wrote {len(paths)} DICOM files to {args.out_dir} (a synthetic CT series, not "
+          "patient data)")
     return 0
 
 
@@ -331,8 +360,16 @@ def _add_segment(sub) -> None:
                     "then the tumor model inside the liver's box), and write a uint8 label "
                     "map with the volume's shape, affine, qform and sform.")
     p.add_argument("model_dir", type=Path, metavar="MODEL")
-    p.add_argument("volume", type=Path, metavar="VOLUME.nii[.gz]")
+    p.add_argument("volume", type=Path, metavar="VOLUME",
+                   help="the CT: a .nii / .nii.gz file, or a folder (any depth) holding a "
+                        "DICOM CT series")
     p.add_argument("out", type=Path, metavar="OUT.nii.gz")
+    p.add_argument("--series", metavar="UID",
+                   help="DICOM: the SeriesInstanceUID to read when the folder holds several "
+                        "(without it, such a folder is refused with a list of its series)")
+    p.add_argument("--dicom-seg", type=Path, metavar="OUT.dcm",
+                   help="DICOM input: also write a DICOM-SEG object (segments liver and liver "
+                        "tumor) that references the input series")
     p.add_argument("--probabilities", type=Path, metavar="OUT_P.nii.gz",
                    help="also write liver and tumor probabilities (4-D, uint8 scaled)")
     p.add_argument("--postprocess", action="store_true",
@@ -377,8 +414,37 @@ def _add_cascade(sub) -> None:
     p.set_defaults(func=_cmd_cascade)
 
 
-SUBCOMMANDS = (_add_demo_data, _add_cases, _add_export, _add_run, _add_train, _add_score,
-               _add_segment, _add_cascade)
+def _add_convert(sub) -> None:
+    p = sub.add_parser(
+        "convert", help="a DICOM CT series as a NIfTI file with the right affine",
+        description="Read the CT series in DICOM_DIR (any depth; slices ordered by position, "
+                    "Hounsfield units from the rescale tags, spacing from the positions) and "
+                    "write it as a NIfTI file, for example volume-N.nii of a LiTS-layout "
+                    "folder. Refused with the reason: several series without --series, non-CT, "
+                    "missing slices, uneven spacing, gantry tilt, unreadable files.")
+    p.add_argument("dicom_dir", type=Path, metavar="DICOM_DIR")
+    p.add_argument("out", type=Path, metavar="OUT.nii.gz")
+    p.add_argument("--series", metavar="UID", help="the SeriesInstanceUID to convert")
+    p.set_defaults(func=_cmd_convert)
+
+
+def _add_demo_dicom(sub) -> None:
+    p = sub.add_parser(
+        "demo-dicom", help="write a (synthetic) NIfTI CT as a DICOM series, to try the DICOM "
+                           "commands",
+        description="Write VOLUME (for example a demo case) as a DICOM CT series in OUT_DIR, "
+                    "one file per axial slice, with the file's world coordinates. The patient "
+                    "is made up; no patient data.")
+    p.add_argument("volume", type=Path, metavar="VOLUME.nii[.gz]")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    p.add_argument("--shuffle", action="store_true",
+                   help="file names and instance numbers in random order (readers must order "
+                        "slices by position)")
+    p.set_defaults(func=_cmd_demo_dicom)
+
+
+SUBCOMMANDS = (_add_demo_data, _add_demo_dicom, _add_cases, _add_convert, _add_export, _add_run,
+               _add_train, _add_score, _add_segment, _add_cascade)
 """The subcommands in the order ``--help`` lists them; each adds its parser."""
 
 

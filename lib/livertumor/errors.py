@@ -45,3 +45,9 @@ class PairingError(LiverTumorError):
 
 class EncoderWeightsError(LiverTumorError):
     """Requested encoder weights are not on disk or do not fit a ResNet-50 without its top."""
+
+
+class DicomReadError(LiverTumorError):
+    """A DICOM folder holds no usable CT series, several without a choice, or a series that
+    cannot be put on one regular grid (gaps, tilt, mixed sizes), or a file that cannot be
+    read or decoded."""

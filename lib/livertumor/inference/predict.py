@@ -185,6 +185,8 @@ def segment(
     postprocess: PostProcessing | bool | None = None,
     progress: bool = True,
     tta: bool = False,
+    series_uid: str | None = None,
+    dicom_seg_path: str | Path | None = None,
 ) -> Path:
     """Segment a CT volume and write the label map on its original grid.
 
@@ -193,13 +195,18 @@ def segment(
     model_dir : a folder written by ``livertumor train`` (``model.keras``,
         ``preprocessing.json``), or a cascade: a folder holding ``cascade.json`` or that file
         (:mod:`.cascade`)
-    volume_path : the CT, ``.nii`` or ``.nii.gz``
-    out_path : where to write the uint8 label map (``.nii.gz`` recommended)
+    volume_path : the CT: a ``.nii`` or ``.nii.gz`` file, or a folder holding a DICOM CT
+        series (any depth; :mod:`livertumor.data.dicom`)
+    out_path : where to write the uint8 label map (``.nii.gz`` recommended); for a DICOM
+        series, on the series' grid with its RAS+ affine
     probabilities_path : optional; writes liver and tumor probabilities as a 4-D uint8 NIfTI
         (last axis: liver, tumor; value / 255 = probability) on the same grid
     postprocess : :class:`PostProcessing` rules, True (the largest liver component), or None
         (a cascade's own rules; none for a single model)
     tta : test-time augmentation (:data:`TTA_SCALES`)
+    series_uid : the DICOM series to read when the folder holds several
+    dicom_seg_path : DICOM input only: also write the labels as a DICOM-SEG object that
+        references the series (:mod:`livertumor.data.dicom_seg`)
 
     Returns
     -------
@@ -210,13 +217,26 @@ def segment(
     LiverTumorError (and subclasses), naming the file: missing or broken model folder or
     volume.
     """
+    from ..data.dicom import DicomVolume, open_volume
     from .cascade import load_predictor
 
     predictor = load_predictor(model_dir, postprocess, batch_size, tta)
-    result = predictor.predict(NiftiVolume(volume_path),
-                               keep_probabilities=probabilities_path is not None,
+    volume = open_volume(volume_path, series_uid)
+    if dicom_seg_path is not None and not isinstance(volume, DicomVolume):
+        raise LiverTumorError("a DICOM-SEG output needs a DICOM series as input (a folder)",
+                              volume_path)
+    result = predictor.predict(volume, keep_probabilities=probabilities_path is not None,
                                progress=progress)
+    seg = None
+    if dicom_seg_path is not None:  # made before anything is written
+        from ..data.dicom_seg import make_dicom_seg, save_dicom_seg
+        from ..provenance import package_versions
+
+        seg = make_dicom_seg(result.labels, volume, algorithm=f"livertumor {Path(model_dir).name}",
+                             version=package_versions(["livertumor"]).get("livertumor", "0"))
     out = write_like(result.labels, result.geometry, out_path)
+    if seg is not None:
+        save_dicom_seg(seg, dicom_seg_path)
     if probabilities_path is not None:
         write_probabilities(result, probabilities_path)
     return out
