@@ -24,7 +24,7 @@ def smoke_run(tmp_path_factory):
     res = subprocess.run(
         [sys.executable, "-m", "livertumor", "run", "--profile", "smoke", "--data-dir",
          str(data), "--run", "smoke-test", "--outputs-dir", str(root / "outputs"),
-         "--export-dir", str(root / "export")],
+         "--export-dir", str(root / "export"), "--study", str(root / "demo-smoke-study")],
         capture_output=True, text=True, timeout=1200,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert res.returncode == 0, res.stdout + res.stderr
@@ -124,6 +124,27 @@ def test_report_numbers_equal_the_metrics(smoke_run):
     assert "Synthetic data" in html and "Limitations" in html
 
 
+def test_the_report_takes_a_new_study_from_a_dicom_series(smoke_run):
+    from livertumor import read_mask
+    from livertumor.data.dicom import DicomVolume
+    from livertumor.data.dicom_seg import read_dicom_seg_labels
+
+    study = results(smoke_run, "06_report")["study"]
+    ids = study["identifiers"]
+    assert ids["PatientID"] == "DEMO-4" and "PatientName" not in ids
+    labels = read_mask(smoke_run / study["files"]["labels"])
+    volume = DicomVolume(smoke_run.parent.parent / "demo-smoke-study")
+    assert labels.shape == volume.geometry.canonical_shape
+    assert np.array_equal(read_dicom_seg_labels(smoke_run / study["files"]["dicom_seg"], volume),
+                          labels)
+    voxel_ml = float(np.prod(volume.geometry.spacing)) / 1000
+    assert study["summary"]["liver_ml"] == pytest.approx((labels >= 1).sum() * voxel_ml)
+    assert all("DEMO" not in f for f in study["files"].values())
+    html = (smoke_run / "report.html").read_text()
+    assert f"Patient {study['summary']['case_id']}" in html and "DEMO-4" in html
+    assert "DEMO^SYNTHETIC" not in html and "SYNTHETIC" not in html
+
+
 def test_every_figure_is_saved(smoke_run):
     names = {p.name for p in (smoke_run / "figures").glob("*.png")}
     expected = {"01_data_loading_overlay", "02_windowing_hu_histogram", "02_windowing_windows",
@@ -134,7 +155,8 @@ def test_every_figure_is_saved(smoke_run):
                 "05_evaluation_examples_unet", "05_evaluation_worst_resnet50_unet",
                 "03_slice_export_roi_samples", "03_slice_export_roi_context",
                 "04_training_tumor_unet_curves", "05_evaluation_detection_by_size",
-                "05_evaluation_lesions_cascade", "05_evaluation_examples_cascade"}
+                "05_evaluation_lesions_cascade", "05_evaluation_examples_cascade",
+                "06_report_study"}
     assert {f"{e}.png" for e in expected} <= names
     for name in names:
         assert (smoke_run / "figures" / name).stat().st_size > 10_000

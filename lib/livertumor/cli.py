@@ -52,7 +52,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_dir = run_series(args.profile, data_dir=absolute(args.data_dir), run_name=args.run,
                          only=only, outputs_dir=absolute(args.outputs_dir),
                          export_dir=absolute(args.export_dir),
-                         project_dir=absolute(args.project_dir), seed=args.seed)
+                         project_dir=absolute(args.project_dir), seed=args.seed,
+                         study=absolute(args.study))
     print(describe_run(run_dir))
     return 0
 
@@ -286,6 +287,9 @@ def _add_run(sub) -> None:
                    help="parent folder of the run folders (default: outputs)")
     p.add_argument("--export-dir", type=Path,
                    help="where to export the slices (default: the profile's export_dir)")
+    p.add_argument("--study", type=Path, metavar="PATH",
+                   help="a new patient's CT for the report without a reference: a DICOM series "
+                        "folder or a NIfTI file (default: the demo's synthetic DICOM study)")
     p.add_argument("--project-dir", type=Path,
                    help="the folder holding notebooks/ (default: found from the working "
                         "directory upwards)")

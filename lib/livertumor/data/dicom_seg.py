@@ -9,7 +9,7 @@ segments that reference the source series image by image, so that a DICOM viewer
 ====  ==============  ==========================================  ============================
  1    Liver           SCT 91723000 Anatomical Structure /         RGB (221, 130, 101)
                       SCT 10200004 Liver
- 2    Liver tumor     SCT 49755003 Morphologically Abnormal       RGB (255, 70, 40)
+ 2    Liver tumor     SCT 49755003 Morphologically Abnormal       RGB (255, 220, 0)
                       Structure / SCT 108369006 Neoplasm,
                       anatomic region SCT 10200004 Liver
 ====  ==============  ==========================================  ============================
@@ -17,8 +17,8 @@ segments that reference the source series image by image, so that a DICOM viewer
 Segment 1 holds label 1 of the label map (liver parenchyma without its tumors, as in LiTS)
 and segment 2 holds label 2; they do not overlap. Codes: DICOM PS3.16 CID 7150 (categories)
 and the SNOMED CT codes DCMTK's and pydicom's code dictionaries use. Colours: the liver's is
-that of 3D Slicer's GenericAnatomyColors table; the tumor's is this package's overlay colour
-(:data:`livertumor.viz.figures.LABEL_COLORS`), as no common table gives one.
+that of 3D Slicer's GenericAnatomyColors table; that table has no tumor, so the tumor's is a
+yellow chosen to stand out on the liver's colour and on grey CT.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ SEGMENTS = (
     {"number": 2, "label": "Liver tumor",
      "category": ("49755003", "Morphologically Abnormal Structure"),
      "type": ("108369006", "Neoplasm"), "region": ("10200004", "Liver"),
-     "rgb": (255, 70, 40)},
+     "rgb": (255, 220, 0)},
 )
 """The two segments: label value = segment number."""
 

@@ -147,3 +147,25 @@ def write_demo_series(volume_path: str | Path, folder: str | Path, **kw) -> list
     kw.setdefault("uid_seed", f"livertumor-demo/{Path(volume_path).name}")
     kw.setdefault("series_description", f"synthetic CT from {Path(volume_path).name}")
     return write_dicom_series(vol.read(np.float32), g.canonical_affine, folder, **kw)
+
+
+def write_demo_study(folder: str | Path, case_id: int, seed: int = 0, size: int = 256) -> Path:
+    """A synthetic patient that is not in the demo dataset, as a DICOM CT series: the
+    "new study" of the report. Generated like the demo's cases (``make_case``) with an id
+    beyond them; skipped when ``folder`` already holds files.
+
+    Returns
+    -------
+    ``folder``
+    """
+    from .generator import make_case
+
+    folder = Path(folder)
+    if folder.is_dir() and any(folder.iterdir()):
+        return folder
+    case = make_case(case_id, seed, size)
+    write_dicom_series(case.ct, case.affine, folder, shuffle=True, seed=seed,
+                       uid_seed=f"livertumor-demo-study/{case_id}/{seed}/{size}",
+                       patient_id=f"DEMO-{case_id}",
+                       series_description=f"synthetic abdomen CT, {case.phase['name']} phase")
+    return folder

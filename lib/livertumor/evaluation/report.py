@@ -114,6 +114,70 @@ def patient_findings(pred: np.ndarray, truth: np.ndarray | None,
     return f.summary, f.tumors
 
 
+@dataclass
+class Study:
+    """A new patient's scan segmented for the report, without a reference segmentation.
+
+    Attributes
+    ----------
+    findings : :class:`Findings` of the prediction (no ``ref_`` numbers, nothing missed)
+    identifiers : what the report shows to identify the study: for a DICOM series the tags of
+        :data:`livertumor.data.dicom.REPORT_IDENTIFIERS` (never the patient's name, birth date
+        or address), for a NIfTI file its name
+    ct : float32 (rows, columns, slices) HU, canonical; labels : uint8, the same grid
+    spacing : voxel size in mm
+    files : what was written: ``labels`` (NIfTI on the scan's grid) and, for a DICOM series,
+        ``dicom_seg``
+    """
+
+    findings: Findings
+    identifiers: dict
+    ct: np.ndarray
+    labels: np.ndarray
+    spacing: tuple[float, float, float]
+    files: dict
+
+
+def new_study(model_dir: str | Path, study: str | Path, out_dir: str | Path,
+              series_uid: str | None = None, progress: bool = False) -> Study:
+    """Segment a new patient's CT (a DICOM series folder or a NIfTI file) for the report.
+
+    The label map is written to ``out_dir`` as ``<id>_labels.nii.gz`` on the scan's grid and,
+    for a DICOM series, as ``<id>_seg.dcm`` (DICOM-SEG over the series). ``<id>`` holds no
+    patient data: ``series-`` and a hash of the SeriesInstanceUID, or the NIfTI file's stem.
+
+    Parameters
+    ----------
+    model_dir : a model folder or a cascade (what :func:`livertumor.segment` takes)
+    study : the scan
+    out_dir : created if needed
+    series_uid : the DICOM series, when the folder holds several
+    """
+    from ..data.dicom import DicomVolume, open_volume
+    from ..data.dicom_seg import write_dicom_seg
+    from ..data.volumes import write_like
+    from ..inference.cascade import load_predictor
+
+    volume = open_volume(study, series_uid)
+    result = load_predictor(model_dir).predict(volume, progress=progress)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(volume, DicomVolume):
+        case_id, identifiers = volume.series.case_id, volume.series.identifiers()
+    else:
+        case_id = Path(study).name.removesuffix(".gz").removesuffix(".nii")
+        identifiers = {"file": Path(study).name}
+    files = {"labels": write_like(result.labels, result.geometry,
+                                  out_dir / f"{case_id}_labels.nii.gz")}
+    if isinstance(volume, DicomVolume):
+        files["dicom_seg"] = write_dicom_seg(result.labels, volume,
+                                             out_dir / f"{case_id}_seg.dcm",
+                                             algorithm=f"livertumor {Path(model_dir).name}")
+    spacing = result.geometry.spacing
+    return Study(findings(result.labels, None, spacing, case_id), identifiers,
+                 volume.read(), result.labels, spacing, files)
+
+
 def _png_base64(fig) -> str:
     import matplotlib.pyplot as plt
 
@@ -147,7 +211,10 @@ def render_html(patients: list[dict], title: str, synthetic: bool, model_name: s
 
     Parameters
     ----------
-    patients : list of {"summary": dict, "tumors": DataFrame, "figure": matplotlib Figure}
+    patients : list of {"summary": dict, "tumors": DataFrame, "figure": matplotlib Figure},
+        optionally "missed" (DataFrame) and "identifiers" (dict: a study's identifiers, shown
+        under its heading); a patient whose summary has no ``ref_`` numbers is shown without
+        the reference column
     max_tumors : tumors listed per patient (largest first); the rest are summarised in a line
     """
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -168,12 +235,17 @@ def render_html(patients: list[dict], title: str, synthetic: bool, model_name: s
     for p in patients:
         s = p["summary"]
         parts.append(f"<h2>Patient {html.escape(str(s['case_id']))}</h2>")
+        if p.get("identifiers"):
+            ids = pd.DataFrame(list(p["identifiers"].items()), columns=["study", ""])
+            parts.append(ids.to_html(index=False, escape=True))
         rows = [("Liver volume (mL)", _fmt(s["liver_ml"], 0), _fmt(s.get("ref_liver_ml"), 0)),
                 ("Number of tumors", s["tumor_count"], s.get("ref_tumor_count", "n/a")),
                 ("Total tumor volume (mL)", _fmt(s["tumor_ml"]), _fmt(s.get("ref_tumor_ml"))),
                 ("Tumor burden (% of liver)", _fmt(s["burden_pct"], 2),
                  _fmt(s.get("ref_burden_pct"), 2))]
         table = pd.DataFrame(rows, columns=["", "model", "reference segmentation"])
+        if "ref_liver_ml" not in s:  # a new patient: no reference
+            table = table.drop(columns="reference segmentation")
         parts.append(table.to_html(index=False, escape=True))
         if "found" in s:
             parts.append(f"<p>Reference tumors found by the model: {s['found']} of "
@@ -207,10 +279,12 @@ def render_html(patients: list[dict], title: str, synthetic: bool, model_name: s
             parts += ["<p>Tumors of the reference segmentation the model missed:</p>",
                       shown.to_html(index=False, escape=True)]
         if p.get("figure") is not None:
+            lines = ("Solid lines: model; dashed: reference." if "ref_liver_ml" in s
+                     else "Lines: model (no reference segmentation).")
             parts.append(f"<p><img alt='key slices of patient {s['case_id']}' "
                          f"src='data:image/png;base64,{_png_base64(p['figure'])}'></p>"
-                         "<p class='small'>Solid lines: model; dashed: reference. Green: liver; "
-                         "red: tumor. Radiological view: the patient's right on the left.</p>")
+                         f"<p class='small'>{lines} Green: liver; red: tumor. Radiological "
+                         "view: the patient's right on the left.</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

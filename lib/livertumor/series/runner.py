@@ -65,17 +65,26 @@ def prepare_data(data_dir: str | Path, demo: dict | None = None, progress: bool 
     data_dir : str or Path
     demo : dict, optional
         Arguments of :func:`livertumor.demo.generator.make_demo_dataset` (``n_cases``, ``seed``,
-        ``size``) and ``broken_examples`` (bool: also write a truncated volume and an unpaired
-        mask, so the bad-case handling shows on demo data).
+        ``size``), ``broken_examples`` (bool: also write a truncated volume and an unpaired
+        mask, so the bad-case handling shows on demo data) and ``dicom_study`` (a folder: write
+        there one more synthetic patient, not among the cases, as a DICOM series, the new study
+        that notebook 06 reports; relative paths are taken from ``data_dir``'s parent).
     """
     data_dir = Path(data_dir)
     if demo:
         from ..demo import make_demo_dataset, write_broken_examples
 
-        args = {k: v for k, v in demo.items() if k != "broken_examples"}
+        extras = ("broken_examples", "dicom_study")
+        args = {k: v for k, v in demo.items() if k not in extras}
         make_demo_dataset(data_dir, progress=progress, **args)
         if demo.get("broken_examples"):
             write_broken_examples(data_dir)
+        if demo.get("dicom_study"):
+            from ..demo.dicom_series import write_demo_study
+
+            write_demo_study(_resolve(demo["dicom_study"], data_dir.parent),
+                             case_id=int(args.get("n_cases", 8)), seed=int(args.get("seed", 0)),
+                             size=int(args.get("size", 512)))
     elif not data_dir.is_dir():
         raise LiverTumorError(
             "data directory not found; pass the folder holding your LiTS copy "
@@ -149,6 +158,7 @@ def run_series(
     progress: bool = True,
     project_dir: str | Path | None = None,
     seed: int | None = None,
+    study: str | Path | None = None,
 ) -> Path:
     """Execute the profile's notebooks in order with papermill; return the run folder.
 
@@ -174,6 +184,10 @@ def run_series(
         Replaces the profile's ``seed`` parameter (the patient split, the training runs);
         the demo cases stay the same (their own seed is in the profile's ``data``). The
         export goes to ``<export_dir>-seed<seed>`` unless ``export_dir`` is given.
+    study : path, optional
+        A new patient's CT (a DICOM series folder or a NIfTI file) that notebook 06 segments
+        and reports without a reference (relative paths: to the working directory); default:
+        the demo's synthetic DICOM study when the profile's demo data are used, else none.
 
     Returns
     -------
@@ -205,6 +219,10 @@ def run_series(
     # the data are prepared here, once, not by the notebooks
     shared = {**common, "data_dir": str(data_dir), "output_dir": str(run_dir),
               "generate_demo": False}
+    if study is not None:  # the new patient 06 reports
+        shared["study_path"] = str(_resolve(study, Path.cwd()))
+    elif demo and demo.get("dicom_study"):  # the demo's, a DICOM series
+        shared["study_path"] = str(_resolve(demo["dicom_study"], data_dir.parent))
 
     prepare_data(data_dir, demo, progress=progress)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -217,7 +235,9 @@ def run_series(
         declared = set(pm.inspect_notebook(str(source)))
         # shared values go only to notebooks that declare them; a notebook's own parameters
         # always go (papermill warns about a misspelt one)
-        params = {**{k: v for k, v in shared.items() if k in declared}, **entry["parameters"]}
+        own = {k: (str(_resolve(v, project)) if k.endswith(("_dir", "_path")) and v
+                   and isinstance(v, str) else v) for k, v in entry["parameters"].items()}
+        params = {**{k: v for k, v in shared.items() if k in declared}, **own}
         executed = run_dir / "notebooks" / f"{name}.ipynb"
         print(f"[{prof['name']}] {name} ...", flush=True)
         seconds = _execute(source, executed, params, name)

@@ -409,7 +409,7 @@ def dice_distribution_figure(per_case: dict, per_slice: dict | None = None) -> p
     return fig
 
 
-def contour_figure(ct: np.ndarray, truth: np.ndarray, pred: np.ndarray,
+def contour_figure(ct: np.ndarray, truth: np.ndarray | None, pred: np.ndarray,
                    slices: Sequence[int], spacing: Sequence[float] | None = None,
                    window: str | tuple[float, float] = "abdomen_soft",
                    title: str = "") -> plt.Figure:
@@ -417,7 +417,8 @@ def contour_figure(ct: np.ndarray, truth: np.ndarray, pred: np.ndarray,
 
     Parameters
     ----------
-    ct : (rows, columns, slices) HU; truth, pred : uint8 labels of the same shape
+    ct : (rows, columns, slices) HU; truth, pred : uint8 labels of the same shape (truth None:
+        a new patient without a reference; only the predicted contours are drawn)
     """
     n = len(slices)
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.9), squeeze=False)
@@ -427,6 +428,8 @@ def contour_figure(ct: np.ndarray, truth: np.ndarray, pred: np.ndarray,
         for label, colour in LABEL_COLORS.items():
             c = np.asarray(colour) / 255
             for mask, style in ((truth, "--"), (pred, "-")):
+                if mask is None:
+                    continue
                 m = (mask[:, :, k] >= label) if label == 1 else (mask[:, :, k] == label)
                 if m.any():
                     ax.contour(m.astype(np.float32), levels=[0.5], colors=[c],
@@ -439,7 +442,8 @@ def contour_figure(ct: np.ndarray, truth: np.ndarray, pred: np.ndarray,
         ax.axis("off")
     handles = [Line2D([], [], color=np.asarray(LABEL_COLORS[label]) / 255, ls=style,
                       label=f"{LABELS[label]}, {which}")
-               for label in (1, 2) for style, which in (("--", "reference"), ("-", "predicted"))]
+               for label in (1, 2) for style, which in (("--", "reference"), ("-", "predicted"))
+               if truth is not None or style == "-"]
     fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
