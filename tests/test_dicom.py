@@ -135,6 +135,18 @@ def test_a_dicom_seg_puts_each_segment_on_the_source_frames_and_pixels(tmp_path)
                 [str(header.SOPInstanceUID)], segment_numbers=[spec["number"]],
                 assert_missing_frames_are_empty=True)[0, :, :, 0]
             assert np.array_equal(frame, stored_labels[:, :, k] == spec["number"])
+    # read once more without highdicom's reader: the frames' own source references
+    from livertumor.viz.dicom_figures import dicom_seg_figure, read_seg_frames
+
+    frames, colours = read_seg_frames(path)
+    assert {n: label for n, (label, _) in colours.items()} == {1: "Liver", 2: "Liver tumor"}
+    for k, header in enumerate(volume.series.headers):
+        got = frames.get(str(header.SOPInstanceUID), {})
+        for spec in SEGMENTS:
+            want = stored_labels[:, :, k] == spec["number"]
+            assert np.array_equal(got.get(spec["number"], np.zeros_like(want)), want)
+    fig = dicom_seg_figure(path, tmp_path / "dicom", n_images=3)
+    assert len(fig.axes) == 3 and all("Liver" in ax.get_title() for ax in fig.axes)
 
 
 def test_segment_reads_a_dicom_folder_and_writes_nifti_and_dicom_seg(tmp_path):
