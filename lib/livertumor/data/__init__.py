@@ -8,6 +8,8 @@ slice preprocessing shared by export and inference.
 - :mod:`.preprocessing`: one HU slice -> the uint8 model-input image
 - :mod:`.slices`: which axial slices of a label map to show
 - :mod:`.roi`: the liver's box for the cascade's tumor stage (``liver_box``, ``crop``, ``paste``)
+- :mod:`.dicom`: a DICOM CT series read as a volume (``DicomVolume``, ``read_dicom_series``,
+  ``convert_dicom``, ``open_volume``); :mod:`.dicom_seg`: label maps as DICOM-SEG
 """
 
 from .cases import case_statistics, data_fingerprint, find_cases, select_case, summarize_cases
