@@ -139,3 +139,35 @@ def test_cascade_and_segment_commands(tmp_path):
                          capture_output=True, text=True, env=env)
     assert res.returncode == 2 and "--roi" in res.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_minimum_tumor_volume_is_chosen_by_lesion_f1_on_given_patients(cascade_dir,
+                                                                           tmp_path):
+    import pandas as pd
+
+    from livertumor.evaluation.tuning import tune_min_tumor_ml, validation_cases
+
+    ct, truth = cascade_volume()
+    truth[38:40, 28:30, 10:11] = 1  # the 4-voxel speck is no tumor: a false positive
+    vpath, mpath = write_case(tmp_path, 0, ct, truth, spacing=(1.5, 1.5, 2.5))
+    cases = pd.DataFrame({"case_id": [0], "volume_path": [str(vpath)],
+                          "mask_path": [str(mpath)]})
+    best, table = tune_min_tumor_ml(load_predictor(cascade_dir), cases,
+                                    candidates=(0.0, 0.05, 2.0, 5.0))
+    rows = table.set_index("min_tumor_ml")
+    # (the band model also marks a ring at the liver's edge: one large false positive)
+    assert rows.loc[0.0, "false positive"] == rows.loc[0.05, "false positive"] + 1  # the speck
+    assert rows.loc[0.0, "found"] == rows.loc[2.0, "found"] == 1
+    assert rows.loc[5.0, "found"] == 0  # the 2.8 mL tumor is dropped too
+    assert best == 0.05  # best F1, and the smaller of the tied volumes (0.05 and 2 mL)
+    assert rows.loc[0.05, "lesion F1"] == pytest.approx(2 / 3)
+    assert rows.loc[0.0, "lesion F1"] == pytest.approx(1 / 2)
+    # validation patients are those the model's config.json names
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"data": {"validation_cases": [3]}}))
+    export = tmp_path / "export"
+    export.mkdir()
+    pd.DataFrame({"case_id": [1, 3, 5], "split": ["train", "train", "test"]}).to_csv(
+        export / "cases.csv", index=False)
+    assert validation_cases(export, model)["case_id"].tolist() == [3]

@@ -88,6 +88,9 @@ def test_both_architectures_and_the_cascade_trained(smoke_run):
     assert tumor["stage"] == "tumor" and tumor["input_channels"] == 5
     cascade = json.loads((smoke_run / "models" / "cascade" / "cascade.json").read_text())
     assert (cascade["liver"], cascade["tumor"]) == ("../unet", "../tumor_unet")
+    tuning = {row["min_tumor_ml"]: row for row in tumor["min_tumor_ml_tuning"]}  # validation
+    best = max(tuning.values(), key=lambda r: (r["lesion F1"], -r["min_tumor_ml"]))
+    assert cascade["postprocess"]["min_tumor_ml"] == best["min_tumor_ml"]
 
 
 def test_evaluation_writes_metrics_and_predictions_on_the_original_grid(smoke_run):
