@@ -335,6 +335,7 @@ def test_report_identifiers_hold_no_patient_name(series):
     volume = DicomVolume(folder)
     ids = volume.series.identifiers()
     assert ids["PatientID"] == "DEMO-0" and ids["Modality"] == "CT"
+    assert ids["StudyDate"] == "2026-01-01"
     text = json.dumps(ids)
     assert "SYNTHETIC" not in text and "PatientName" not in text
     assert volume.series.case_id.startswith("series-") and "DEMO" not in volume.series.case_id

@@ -313,8 +313,12 @@ class DicomSeries:
         """The study and series identifiers a report may show (:data:`REPORT_IDENTIFIERS`):
         no patient name, birth date or address."""
         ds = self.headers[0]
-        return {k: str(getattr(ds, k)) for k in REPORT_IDENTIFIERS
-                if str(getattr(ds, k, "") or "")}
+        out = {k: str(getattr(ds, k)) for k in REPORT_IDENTIFIERS
+               if str(getattr(ds, k, "") or "")}
+        date = out.get("StudyDate", "")
+        if len(date) == 8 and date.isdigit():  # DICOM DA: YYYYMMDD
+            out["StudyDate"] = f"{date[:4]}-{date[4:6]}-{date[6:]}"
+        return out
 
     @property
     def case_id(self) -> str:
