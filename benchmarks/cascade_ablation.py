@@ -8,11 +8,16 @@ and its export settings) and measures, with the tumor stage trained the same way
   stage is the one with its context, only the other is trained here;
 - **test-time augmentation**: the cascade with and without ``tta`` (seconds and scores);
 - **post-processing**: the cascade without rules, with the largest liver only, and with the
-  minimum tumor volume only (with both, it is the context row of the first table).
+  minimum tumor volume only (with both, it is the context row of the first table);
+- **the tumor stage's crop size, upsampling and training length** (``--parts stage``): one
+  tumor stage per ``SIZE:UPSAMPLING:STEPS`` variant (``--variants``), without context, each
+  with the run's liver stage and tumors from 0.05 mL.
 
     python benchmarks/cascade_ablation.py                # on outputs/demo (about 15 minutes)
     python benchmarks/cascade_ablation.py --run demo-seed1
     python benchmarks/cascade_ablation.py --parts tta       # only test-time augmentation
+    python benchmarks/cascade_ablation.py --parts stage     # crop size, upsampling, steps
+                                                            # (about 50 minutes)
 
 Synthetic data: the numbers say what the parts change in this pipeline, not how it would do on
 patients. Nothing here is asserted; the figures are printed.
@@ -43,6 +48,43 @@ def _header(what: str) -> str:
             + "|---" * (len(KEYS) + 2) + "|")
 
 
+STAGE_VARIANTS = ["128:transpose:90", "128:bilinear:90", "160:bilinear:90", "160:transpose:90",
+                  "128:transpose:270"]
+
+
+def _stage_variants(args, record, prep, cases, liver, tumor_run) -> None:
+    """One tumor stage per SIZE:UPSAMPLING:STEPS, without context, in the run's cascade."""
+    from livertumor.evaluation import evaluate
+    from livertumor.export import export_slices
+    from livertumor.inference import Cascade, PostProcessing, SingleStage
+    from livertumor.training import TrainConfig, train
+
+    print("\n" + _header("tumor stage (context 0): size, upsampling, steps per epoch"))
+    for variant in args.variants:
+        size, upsampling, steps = variant.split(":")
+        t0 = time.perf_counter()
+        roi = export_slices(record["data_dir"], args.out / f"roi-s{size}-c0", every=2,
+                            size=int(size), windows=prep["windows"],
+                            test_fraction=prep["test_fraction"], seed=prep["seed"],
+                            progress=False, roi=True, context=0)
+        t_export = time.perf_counter() - t0
+        config = TrainConfig.from_dict({**tumor_run, "image_size": int(size),
+                                        "upsampling": upsampling,
+                                        "steps_per_epoch": int(steps)})
+        model_dir = args.out / f"tumor-s{size}-{upsampling}-{steps}"
+        t0 = time.perf_counter()
+        train(roi.out_dir, model_dir, config, verbose=0)
+        t_train = time.perf_counter() - t0
+        cascade = Cascade(liver, SingleStage(model_dir),
+                          PostProcessing(largest_liver=True, min_tumor_ml=0.05))
+        t0 = time.perf_counter()
+        result = evaluate(cascade, cases, args.out / f"eval-s{size}-{upsampling}-{steps}",
+                          progress=False)
+        print(_row(f"{size} px, {upsampling}, {config.epochs} x {steps}; export {t_export:.0f} s, training "
+                   f"{t_train:.0f} s, evaluation", result.summary, time.perf_counter() - t0),
+              flush=True)
+
+
 def main() -> None:
     from livertumor.evaluation import evaluate, load_test_cases
     from livertumor.export import export_slices, load_export
@@ -52,8 +94,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="demo", help="run folder under outputs/ (default demo)")
     parser.add_argument("--out", type=Path, default=PROJECT / "outputs" / "cascade-ablation")
-    parser.add_argument("--parts", nargs="+", choices=["context", "tta", "rules"],
-                        default=["context", "tta", "rules"], help="what to measure (default all)")
+    parser.add_argument("--parts", nargs="+", choices=["context", "tta", "rules", "stage"],
+                        default=["context", "tta", "rules"],
+                        help="what to measure (default: context, tta, rules)")
+    parser.add_argument("--variants", nargs="+", default=STAGE_VARIANTS, metavar="S:UP:N",
+                        help="--parts stage: crop size, upsampling (transpose or bilinear) and "
+                             "steps per epoch of each tumor stage")
     args = parser.parse_args()
     run = PROJECT / "outputs" / args.run
     record = json.loads((run / "run.json").read_text())
@@ -66,6 +112,10 @@ def main() -> None:
     config = TrainConfig.from_dict(tumor_run)
     args.out.mkdir(parents=True, exist_ok=True)
 
+    if "stage" in args.parts:
+        _stage_variants(args, record, prep, cases, liver, tumor_run)
+        if args.parts == ["stage"]:
+            return
     own_context = export_params.get("context", 0)
     own_seconds = record["notebooks"]["04_training_tumor_unet"]["seconds"]
     print(f"test patients: {len(cases)}; tumor stage: {config}\n"

@@ -40,3 +40,18 @@ def test_non_literal_parameters_are_reported(tmp_path):
     path = tmp_path / "01_x.ipynb"
     path.write_text(json.dumps(nb))
     assert any("not literal" in p for p in check_notebook(path))
+
+
+def test_a_partial_run_keeps_the_earlier_notebooks_of_its_run_json(tmp_path):
+    from livertumor.series.runner import keep_earlier_notebooks
+
+    run_json = tmp_path / "run.json"
+    run_json.write_text(json.dumps({"profile": "demo", "notebooks": {
+        "03_slice_export": {"seconds": 5}, "05_evaluation": {"seconds": 120}}}))
+    fresh = {"profile": "demo", "notebooks": {}}
+    kept = keep_earlier_notebooks(fresh, run_json, only=["05"])
+    assert list(kept["notebooks"]) == ["03_slice_export", "05_evaluation"]
+    assert keep_earlier_notebooks(fresh, run_json, only=None)["notebooks"] == {}  # a full run
+    other = {"profile": "smoke", "notebooks": {}}
+    assert keep_earlier_notebooks(other, run_json, only=["05"])["notebooks"] == {}
+    assert keep_earlier_notebooks(fresh, tmp_path / "none.json", only=["05"]) == fresh

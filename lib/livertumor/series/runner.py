@@ -9,6 +9,7 @@ timings), so any number in the outputs can be traced back to what produced it.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -121,6 +122,18 @@ def _run_record(prof: dict, common: dict, data_dir: Path, demo: dict | None) -> 
     }
 
 
+def keep_earlier_notebooks(record: dict, run_json: Path, only: list[str] | None) -> dict:
+    """With ``only``, the notebooks of an earlier ``run.json`` of the same profile stay in the
+    record (the ones run again replace theirs), so that a partial run does not erase what the
+    run folder still holds from the others."""
+    if not only or not run_json.exists():
+        return record
+    earlier = json.loads(run_json.read_text())
+    if earlier.get("profile") != record["profile"]:
+        return record
+    return {**record, "notebooks": dict(earlier.get("notebooks", {}))}
+
+
 def _kernel_config():
     """Kernels talk to papermill over local (IPC) sockets, not TCP on loopback: nothing is
     reachable from the network, and the kernel has no reason to warn about plain-text TCP."""
@@ -226,7 +239,8 @@ def run_series(
 
     prepare_data(data_dir, demo, progress=progress)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    record = _run_record(prof, common, data_dir, demo)
+    record = keep_earlier_notebooks(_run_record(prof, common, data_dir, demo),
+                                    run_dir / "run.json", only)
     for entry in entries:
         name = entry["name"]
         source = project / "notebooks" / f"{entry['notebook']}.ipynb"
