@@ -80,9 +80,9 @@ def _stage_variants(args, record, prep, cases, liver, tumor_run) -> None:
         t0 = time.perf_counter()
         result = evaluate(cascade, cases, args.out / f"eval-s{size}-{upsampling}-{steps}",
                           progress=False)
-        print(_row(f"{size} px, {upsampling}, {config.epochs} x {steps}; export {t_export:.0f} s, training "
-                   f"{t_train:.0f} s, evaluation", result.summary, time.perf_counter() - t0),
-              flush=True)
+        name = (f"{size} px, {upsampling}, {config.epochs} x {steps}; export {t_export:.0f} s, "
+                f"training {t_train:.0f} s, evaluation")
+        print(_row(name, result.summary, time.perf_counter() - t0), flush=True)
 
 
 def main() -> None:
