@@ -339,3 +339,19 @@ def test_report_identifiers_hold_no_patient_name(series):
     text = json.dumps(ids)
     assert "SYNTHETIC" not in text and "PatientName" not in text
     assert volume.series.case_id.startswith("series-") and "DEMO" not in volume.series.case_id
+
+
+def test_signed_pixels_and_per_file_rescale_give_hounsfield_units(tmp_path):
+    ct, _ = anatomy(shape=(24, 20, 5))
+    ct[:3] = -2048  # padding outside the field of view: stored signed, intercept 0
+    paths = write_dicom_series(ct, canonical_affine_for(SPACING, ORIGIN), tmp_path / "signed")
+    assert pydicom.dcmread(paths[0]).PixelRepresentation == 1
+    assert np.array_equal(read_dicom_series(tmp_path / "signed"), ct)
+    ds = pydicom.dcmread(paths[2])  # one file stores HU / 2 with slope 2, intercept -10
+    hu = ds.pixel_array.astype(np.int32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    stored = np.round((hu + 10) / 2).astype(np.int16)
+    ds.PixelData, ds.RescaleSlope, ds.RescaleIntercept = stored.tobytes(), "2", "-10"
+    ds.save_as(paths[2])
+    back = read_dicom_series(tmp_path / "signed")
+    np.testing.assert_array_equal(back[:, :, 2], stored.astype(np.float32) * 2 - 10)
+    assert np.array_equal(back[:, :, [0, 1, 3, 4]], ct[:, :, [0, 1, 3, 4]])
