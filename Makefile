@@ -92,4 +92,5 @@ demo-spread: install ## the demo profile on seeds 0, 1, 2 against its targets (a
 	$(PY) benchmarks/demo_spread.py
 
 clean: ## remove generated data and outputs (keeps .venv)
-	rm -rf outputs/*/ data/processed/*/ data/raw/demo .pytest_cache
+	rm -rf outputs/*/ data/processed/*/ data/raw/demo data/raw/demo-study data/raw/demo-smoke \
+	  data/raw/demo-smoke-study .pytest_cache
