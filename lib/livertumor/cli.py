@@ -109,11 +109,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nifti_output(path: Path) -> None:
+    if not path.name.endswith((".nii", ".nii.gz")):
+        raise LiverTumorError("output must end in .nii or .nii.gz", path)
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     from .inference import PostProcessing, segment
 
-    if not args.out.name.endswith((".nii", ".nii.gz")):
-        raise LiverTumorError("output must end in .nii or .nii.gz", args.out)
+    _nifti_output(args.out)
     rules = None
     if args.postprocess or args.min_tumor_ml is not None:
         rules = PostProcessing(largest_liver=args.postprocess,
@@ -135,8 +139,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .data.dicom import DicomVolume
 
-    if not args.out.name.endswith((".nii", ".nii.gz")):
-        raise LiverTumorError("output must end in .nii or .nii.gz", args.out)
+    _nifti_output(args.out)
     volume = DicomVolume(args.dicom_dir, args.series)
     volume.to_nifti(args.out)
     g = volume.geometry

@@ -14,6 +14,7 @@ passing a flipped or rotated (array, affine) pair.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import shutil
 import tempfile
@@ -32,6 +33,40 @@ def _uid(seed: str | None) -> str:
     from pydicom.uid import generate_uid
 
     return generate_uid(entropy_srcs=[seed]) if seed is not None else generate_uid()
+
+
+def _series_template(patient_id: str, series_description: str, uids: dict,
+                     orientation: np.ndarray, spacing: list, thickness: float,
+                     shape: tuple[int, int], signed: bool, intercept: int):
+    """The attributes every file of the series shares (patient, study, series, plane, pixel
+    format); the writer adds the instance, its position and its pixels."""
+    from pydicom.dataset import Dataset
+
+    today = datetime.date(2026, 1, 1).strftime("%Y%m%d")
+    ds = Dataset()
+    ds.SOPClassUID = CT_IMAGE_STORAGE
+    ds.PatientName, ds.PatientID = "DEMO^SYNTHETIC", patient_id
+    ds.PatientBirthDate, ds.PatientSex = "", "O"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uids["study"], uids["series"]
+    ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = uids["frame"], ""
+    ds.StudyID, ds.StudyDate, ds.StudyTime = "1", today, "120000"
+    ds.SeriesDate, ds.ContentDate, ds.ContentTime = today, today, "120000"
+    ds.AccessionNumber, ds.ReferringPhysicianName = "", ""
+    ds.StudyDescription, ds.SeriesDescription = "synthetic abdomen CT", series_description
+    ds.Modality, ds.Manufacturer, ds.SeriesNumber = "CT", "livertumor demo", 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.PatientPosition = "FFS" if orientation[0] < 0 else "HFS"  # rows run to the right
+    ds.ImageOrientationPatient = [f"{v:.8f}" for v in orientation]
+    ds.PixelSpacing = [f"{v:.6f}" for v in spacing]
+    ds.SliceThickness = f"{thickness:.4f}"
+    ds.KVP = "120"
+    ds.Rows, ds.Columns = shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = int(signed)
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = str(intercept), "1", "HU"
+    ds.WindowCenter, ds.WindowWidth = "60", "400"
+    return ds
 
 
 def write_dicom_series(
@@ -68,7 +103,7 @@ def write_dicom_series(
     The paths written, in slice order of ``hu``'s last axis.
     """
     _pydicom()  # a clear error without the dicom extra
-    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
     folder = Path(folder)
@@ -85,45 +120,23 @@ def write_dicom_series(
     intercept = 0 if signed else -1024
     stored = (values - intercept).astype(np.int16 if signed else np.uint16)
     seed_of = (lambda what: None) if uid_seed is None else (lambda what: f"{uid_seed}/{what}")
-    study, series, frame_of_reference = (_uid(seed_of(w))
-                                         for w in ("study", "series", "frame"))
+    uids = {w: _uid(seed_of(w)) for w in ("study", "series", "frame")}
     order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
-    today = datetime.date(2026, 1, 1).strftime("%Y%m%d")
     thickness = float(abs(np.cross(orientation[:3], orientation[3:]) @ lps[:3, 2]))
+    template = _series_template(patient_id, series_description, uids, orientation, spacing,
+                                thickness, (rows, cols), signed, intercept)
     tmp = Path(tempfile.mkdtemp(prefix=".dicom-", dir=folder.parent if folder.parent.exists()
                                 else None))
     paths = []
     for k in range(n):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = _uid(seed_of(f"image/{k}"))
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CT_IMAGE_STORAGE, meta.MediaStorageSOPInstanceUID
-        ds.PatientName, ds.PatientID = "DEMO^SYNTHETIC", patient_id
-        ds.PatientBirthDate, ds.PatientSex = "", "O"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_of_reference, ""
-        ds.StudyID, ds.StudyDate, ds.StudyTime = "1", today, "120000"
-        ds.SeriesDate, ds.ContentDate, ds.ContentTime = today, today, "120000"
-        ds.AccessionNumber, ds.ReferringPhysicianName = "", ""
-        ds.StudyDescription, ds.SeriesDescription = "synthetic abdomen CT", series_description
-        ds.Modality, ds.Manufacturer, ds.SeriesNumber = "CT", "livertumor demo", 1
+        ds = copy.deepcopy(template)
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+        ds.file_meta.MediaStorageSOPInstanceUID = _uid(seed_of(f"image/{k}"))
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
         ds.InstanceNumber = int(order[k]) + 1
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.PatientPosition = "FFS" if orientation[0] < 0 else "HFS"  # rows run to the right
         ds.ImagePositionPatient = [f"{v:.6f}" for v in lps[:3, :3] @ [0, 0, k] + lps[:3, 3]]
-        ds.ImageOrientationPatient = [f"{v:.8f}" for v in orientation]
-        ds.PixelSpacing = [f"{v:.6f}" for v in spacing]
-        ds.SliceThickness = f"{thickness:.4f}"
-        ds.KVP = "120"
-        ds.Rows, ds.Columns = rows, cols
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-        ds.PixelRepresentation = int(signed)
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = str(intercept), "1", "HU"
-        ds.WindowCenter, ds.WindowWidth = "60", "400"
         frame = np.ascontiguousarray(stored[:, :, k])
         ds.PixelData = frame.tobytes()
         if transfer_syntax is not None:
