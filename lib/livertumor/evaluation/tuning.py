@@ -84,3 +84,34 @@ def tune_min_tumor_ml(cascade, cases: pd.DataFrame,
     f1 = table["lesion F1"].fillna(0.0).to_numpy()
     best = float(table["min_tumor_ml"][int(np.flatnonzero(f1 >= f1.max() - 1e-12)[0])])
     return best, table
+
+
+def tune_cascade(cascade_path: str | Path, export_dir: str | Path,
+                 candidates=MIN_TUMOR_ML_CANDIDATES) -> tuple[float, pd.DataFrame]:
+    """Choose a cascade's minimum tumor volume on its tumor stage's validation patients and
+    write it into its ``cascade.json``.
+
+    Warns when the liver stage trained on any of those patients (its own record), since the
+    choice would then see the liver stage at its best.
+
+    Returns
+    -------
+    (the chosen volume in mL, the table of :func:`tune_min_tumor_ml`)
+    """
+    import json
+    import warnings
+    from dataclasses import replace
+
+    from ..inference import load_predictor, write_cascade
+
+    cascade = load_predictor(cascade_path)
+    patients = validation_cases(export_dir, cascade.tumor.model_dir)
+    liver_record = json.loads((cascade.liver.model_dir / "config.json").read_text())
+    seen = set(liver_record["data"]["train_cases"]) & set(patients["case_id"])
+    if seen:
+        warnings.warn(f"the liver stage trained on validation patients {sorted(seen)}",
+                      stacklevel=2)
+    best, table = tune_min_tumor_ml(cascade, patients, candidates)
+    write_cascade(cascade_path, cascade.liver.model_dir, cascade.tumor.model_dir,
+                  replace(cascade.rules, min_tumor_ml=best))
+    return best, table
