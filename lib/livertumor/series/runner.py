@@ -83,7 +83,7 @@ def prepare_data(data_dir: str | Path, demo: dict | None = None, progress: bool 
         if demo.get("dicom_study"):
             from ..demo.dicom_series import write_demo_study
 
-            write_demo_study(_resolve(demo["dicom_study"], data_dir.parent),
+            write_demo_study(_demo_study_dir(demo, data_dir),
                              case_id=int(args.get("n_cases", 8)), seed=int(args.get("seed", 0)),
                              size=int(args.get("size", 512)))
     elif not data_dir.is_dir():
@@ -91,6 +91,21 @@ def prepare_data(data_dir: str | Path, demo: dict | None = None, progress: bool 
             "data directory not found; pass the folder holding your LiTS copy "
             "(volume-N.nii and segmentation-N.nii files at any depth)", data_dir)
     return data_dir
+
+
+def _demo_study_dir(demo: dict | None, data_dir: Path) -> Path | None:
+    """Where the demo's DICOM study goes (relative to the data folder's parent), or None."""
+    if not demo or not demo.get("dicom_study"):
+        return None
+    return _resolve(demo["dicom_study"], data_dir.parent)
+
+
+def _notebook_parameters(entry: dict, shared: dict, declared: set, project: Path) -> dict:
+    """Shared values the notebook declares, then its own parameters (``*_dir`` / ``*_path``
+    strings taken from the project folder); papermill warns about a misspelt own one."""
+    own = {k: (str(_resolve(v, project)) if k.endswith(("_dir", "_path")) and v
+               and isinstance(v, str) else v) for k, v in entry["parameters"].items()}
+    return {**{k: v for k, v in shared.items() if k in declared}, **own}
 
 
 def _resolve(path: str | Path, base: Path) -> Path:
@@ -232,10 +247,9 @@ def run_series(
     # the data are prepared here, once, not by the notebooks
     shared = {**common, "data_dir": str(data_dir), "output_dir": str(run_dir),
               "generate_demo": False}
-    if study is not None:  # the new patient 06 reports
-        shared["study_path"] = str(_resolve(study, Path.cwd()))
-    elif demo and demo.get("dicom_study"):  # the demo's, a DICOM series
-        shared["study_path"] = str(_resolve(demo["dicom_study"], data_dir.parent))
+    study = _resolve(study, Path.cwd()) if study is not None else _demo_study_dir(demo, data_dir)
+    if study is not None:  # the new patient 06 reports (the demo's: a DICOM series)
+        shared["study_path"] = str(study)
 
     prepare_data(data_dir, demo, progress=progress)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -247,11 +261,7 @@ def run_series(
         if not source.exists():
             raise LiverTumorError(f"notebook {name} of profile {profile!r} not found", source)
         declared = set(pm.inspect_notebook(str(source)))
-        # shared values go only to notebooks that declare them; a notebook's own parameters
-        # always go (papermill warns about a misspelt one)
-        own = {k: (str(_resolve(v, project)) if k.endswith(("_dir", "_path")) and v
-                   and isinstance(v, str) else v) for k, v in entry["parameters"].items()}
-        params = {**{k: v for k, v in shared.items() if k in declared}, **own}
+        params = _notebook_parameters(entry, shared, declared, project)
         executed = run_dir / "notebooks" / f"{name}.ipynb"
         print(f"[{prof['name']}] {name} ...", flush=True)
         seconds = _execute(source, executed, params, name)
