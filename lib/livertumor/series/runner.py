@@ -10,6 +10,7 @@ timings), so any number in the outputs can be traced back to what produced it.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -149,12 +150,16 @@ def keep_earlier_notebooks(record: dict, run_json: Path, only: list[str] | None)
     return {**record, "notebooks": dict(earlier.get("notebooks", {}))}
 
 
-def _kernel_config():
+def _kernel_config(socket_dir: str):
     """Kernels talk to papermill over local (IPC) sockets, not TCP on loopback: nothing is
-    reachable from the network, and the kernel has no reason to warn about plain-text TCP."""
+    reachable from the network, and the kernel has no reason to warn about plain-text TCP.
+    The socket files go into ``socket_dir`` (a private temporary folder per kernel): by
+    default they are ``kernel-ipc-N`` in the working directory, where two runs at once (or
+    the files a killed kernel left) make one kernel connect to another's sockets ("Invalid
+    Signature")."""
     from traitlets.config import Config
 
-    return Config({"KernelManager": {"transport": "ipc"}})
+    return Config({"KernelManager": {"transport": "ipc", "ip": f"{socket_dir}/kernel"}})
 
 
 def _execute(source: Path, executed: Path, params: dict, name: str) -> float:
@@ -165,10 +170,12 @@ def _execute(source: Path, executed: Path, params: dict, name: str) -> float:
 
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(
-            str(source), str(executed), parameters=params, cwd=str(source.parent),
-            kernel_name="python3", progress_bar=False, log_output=False, config=_kernel_config(),
-        )
+        with tempfile.TemporaryDirectory(prefix="livertumor-kernel-") as sockets:
+            pm.execute_notebook(
+                str(source), str(executed), parameters=params, cwd=str(source.parent),
+                kernel_name="python3", progress_bar=False, log_output=False,
+                config=_kernel_config(sockets),
+            )
     except pm.PapermillExecutionError as err:
         raise LiverTumorError(
             f"notebook {name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}; "
