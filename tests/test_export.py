@@ -20,12 +20,12 @@ import pytest
 from PIL import Image
 
 from livertumor import LiverTumorError, NiftiVolume, freqhist_bins, read_mask, read_nii
-from livertumor.data.preprocessing import jpeg_bytes, slice_channels
+from livertumor.data.preprocessing import context_plane, jpeg_bytes, slice_channels
+from livertumor.data.slice_images import SliceImager
 from livertumor.data.volumes import canonical_affine_for, reorient_image
 from livertumor.demo.generator import make_demo_dataset
 from livertumor.export import export_slices, load_export, split_cases, tree_digest
 from livertumor.export.result import MANIFEST_COLUMNS
-from livertumor.export.slice_files import _SliceImager
 
 from conftest import anatomy, write_case
 
@@ -165,10 +165,12 @@ def test_lookup_table_images_equal_slice_channels_for_any_stored_type(tmp_path, 
     assert (vol.slope or 1.0, vol.inter or 0.0) == (slope, inter)
     prep = {"windows": [[150.0, 30.0], [400.0, 50.0]], "size": size,
             "bins": freqhist_bins(vol.read().ravel(), 20).tolist()}
-    imager = _SliceImager(vol, prep)
+    imager = SliceImager(vol, prep)
     assert (imager._lut is not None) == (np.dtype(dtype).itemsize <= 2 and info is not None)
     for k in range(3):
         np.testing.assert_array_equal(imager(k), slice_channels(vol.hu_slice(k), prep))
+        np.testing.assert_array_equal(imager(k, first_only=True),
+                                      context_plane(vol.hu_slice(k), prep))
 
 
 def test_exported_masks_are_the_resized_canonical_slices(exported):

@@ -6,6 +6,7 @@ slice preprocessing shared by export and inference.
 - :mod:`.windowing`: the report's ``windowed``, ``freqhist_bins``, ``hist_scaled``,
   ``to_nchan``, ``save_jpg``
 - :mod:`.preprocessing`: one HU slice -> the uint8 model-input image
+- :mod:`.slice_images`: ``SliceImager``, the same images through a table over stored values
 - :mod:`.slices`: which axial slices of a label map to show
 - :mod:`.roi`: the liver's box for the cascade's tumor stage (``liver_box``, ``crop``, ``paste``)
 - :mod:`.dicom`: a DICOM CT series read as a volume (``DicomVolume``, ``read_dicom_series``,

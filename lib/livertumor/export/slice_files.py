@@ -15,77 +15,24 @@ from PIL import Image
 
 from ..atomic import temporary_name, write_bytes
 from ..data.preprocessing import (
-    channels_to_uint8,
     context_indices,
-    context_plane,
     jpeg_bytes,
     resize_mask,
-    slice_channels,
     tile,
 )
 from ..data.roi import Box
+from ..data.slice_images import SliceImager, stored_canonical
 from ..data.volumes import NiftiVolume
-from ..data.windowing import resolve_windows, to_nchan
 from ..errors import LiverTumorError
 from .result import BOX_COLUMNS
 from .state import STATE_DIR
-from .stored_values import _hu_of_codes, _lut_dtype, _read_labels, _stored_canonical
+from .stored_values import _read_labels
 from .survey import exported_slices
 
 
 def slice_stem(case_id: int, slice_index: int) -> str:
     """File name stem of an exported slice: ``0003_0042`` for case 3, slice 42."""
     return f"{case_id:04d}_{slice_index:04d}"
-
-
-class _SliceImager:
-    """The uint8 model-input image of axial slice ``k`` of a volume.
-
-    Equal, byte for byte, to ``preprocessing.slice_channels(vol.hu_slice(k), prep)`` (tested),
-    but faster: every channel of ``to_nchan`` (each window, and ``hist_scaled`` with fixed
-    breaks) is a function of the voxel's value alone, and 8/16-bit stored values have at most
-    65536 codes, so ``to_nchan`` is evaluated once on all codes (scaled to HU exactly as
-    ``hu_slice`` scales them) and each slice is a table lookup. Other stored types (float,
-    int32) go through ``slice_channels`` itself.
-    """
-
-    def __init__(self, vol: NiftiVolume, prep: dict, stored: np.ndarray | None = None):
-        self._vol, self._prep = vol, prep
-        self._stored = vol.raw() if stored is None else stored
-        self._size = int(prep.get("size") or 0)
-        self._lut = self._codes = self._channels = None
-        if _lut_dtype(vol.stored_dtype):
-            info = np.iinfo(vol.stored_dtype)
-            hu = _hu_of_codes(vol, np.arange(int(info.min), int(info.max) + 1))
-            channels = to_nchan(hu, resolve_windows(prep["windows"]),
-                                bins=np.asarray(prep["bins"], np.float32))
-            self._lut = np.ascontiguousarray(channels.T)  # (C, codes)
-            self._offset = -int(info.min)
-
-    def __call__(self, k: int, plane=None, first_only: bool = False) -> np.ndarray:
-        """uint8 (size, size, C) image of slice ``k`` (``plane``: its (rows, columns) slices,
-        e.g. a liver box's), or with ``first_only`` the (size, size) plane of the first window
-        alone (a context channel, as ``preprocessing.context_plane`` makes it)."""
-        stored = self._stored[:, :, k]
-        if plane is not None:
-            stored = stored[plane]
-        if self._lut is None:  # hu_slice(k) of the stored values we hold
-            hu = _hu_of_codes(self._vol, stored)
-            if first_only:
-                return context_plane(hu, self._prep)
-            return slice_channels(hu, self._prep)
-        luts = self._lut[:1] if first_only else self._lut
-        if self._codes is None or self._codes.shape != stored.shape:
-            # buffers reused slice after slice (fresh ones cost page faults)
-            self._codes = np.empty(stored.shape, np.intp)
-            self._channels = np.empty((len(self._lut),) + stored.shape, np.float32)
-        np.copyto(self._codes, stored)
-        if self._offset:
-            self._codes += self._offset
-        for lut, out in zip(luts, self._channels, strict=False):
-            np.take(lut, self._codes, out=out, mode="clip")  # codes are in range: no clipping
-        image = channels_to_uint8(list(self._channels[: len(luts)]), self._size)
-        return image[..., 0] if first_only else image
 
 
 def _png_bytes(mask: np.ndarray) -> bytes:
@@ -100,7 +47,7 @@ def _flush_to_disk() -> None:
         os.sync()
 
 
-def _slice_files(case_id: int, k: int, split: str, imager: _SliceImager, mask: np.ndarray,
+def _slice_files(case_id: int, k: int, split: str, imager: SliceImager, mask: np.ndarray,
                  prep: dict, box: Box | None) -> tuple[dict, list[tuple[str, bytes]]]:
     """The manifest row of slice ``k`` and its files' (relative path, bytes)."""
     stem = slice_stem(case_id, k)
@@ -140,7 +87,7 @@ def _export_case(job: tuple) -> dict:
     rows = []
     try:
         vol = NiftiVolume(volume_path)
-        imager = _SliceImager(vol, prep, _stored_canonical(vol))
+        imager = SliceImager(vol, prep, stored_canonical(vol))
         mask, _ = _read_labels(mask_path, vol.geometry)
         n_slices = vol.geometry.canonical_shape[2]
         ks = [] if prep.get("roi") and box is None else exported_slices(n_slices, prep["every"],

@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.roi import Box, liver_box
+from ..data.slice_images import hu_of_codes, lut_dtype, stored_canonical
 from ..data.volumes import NiftiVolume
 from ..errors import LiverTumorError
-from .stored_values import _hu_of_codes, _lut_dtype, _read_labels, _stored_canonical
+from .stored_values import _read_labels
 
 _HU_RANGE = (-32768, 32767)  # the survey's HU histogram range (int16)
 
@@ -28,7 +29,7 @@ def _hu_histogram(vol: NiftiVolume, stored: np.ndarray, every: int, box: Box | N
     """Histogram of the integer HU values of slices 0, every, 2 * every, ... of a volume (with
     ``box``: of the slices it spans, inside its rows and columns).
 
-    ``stored`` is :func:`_stored_canonical` of ``vol``. 8/16-bit integer data: a bincount of
+    ``stored`` is :func:`stored_canonical` of ``vol``. 8/16-bit integer data: a bincount of
     the stored codes per exported slice, mapped to HU once per distinct code. Other data
     (float, int32): slice by slice in float32; float data is read slice by slice in full, so
     that NaN or infinite voxels anywhere raise ``NiftiReadError``.
@@ -40,7 +41,7 @@ def _hu_histogram(vol: NiftiVolume, stored: np.ndarray, every: int, box: Box | N
     n_slices = stored.shape[2]
     plane = box.plane if box is not None else (slice(None), slice(None))
     counted = set(exported_slices(n_slices, every, box))
-    if _lut_dtype(stored.dtype):
+    if lut_dtype(stored.dtype):
         lo, hi = (int(v) for v in (np.iinfo(stored.dtype).min, np.iinfo(stored.dtype).max))
         counts = np.zeros(hi - lo + 1, np.int64)
         for k in sorted(counted):
@@ -49,12 +50,12 @@ def _hu_histogram(vol: NiftiVolume, stored: np.ndarray, every: int, box: Box | N
                 codes -= lo
             counts += np.bincount(codes, minlength=counts.size)
         present = np.flatnonzero(counts)
-        return _pool_rounded(_hu_of_codes(vol, present + lo), counts[present])
+        return _pool_rounded(hu_of_codes(vol, present + lo), counts[present])
     offset = -_HU_RANGE[0]
     counts = np.zeros(_HU_RANGE[1] - _HU_RANGE[0] + 1, np.int64)
     step = 1 if np.issubdtype(stored.dtype, np.floating) else every
     for k in range(0, n_slices, step):
-        hu = _hu_of_codes(vol, stored[:, :, k])  # as hu_slice(k); raises on NaN / infinite
+        hu = hu_of_codes(vol, stored[:, :, k])  # as hu_slice(k); raises on NaN / infinite
         if k in counted:
             idx = np.clip(np.rint(hu[plane]), *_HU_RANGE).astype(np.int64).reshape(-1) + offset
             counts += np.bincount(idx, minlength=counts.size)
@@ -85,7 +86,7 @@ def _survey_case(job: tuple) -> dict:
         if roi_margin_mm is not None and box is None:
             values = counts = np.zeros(0, np.int64)
         else:
-            values, counts = _hu_histogram(vol, _stored_canonical(vol), every, box)
+            values, counts = _hu_histogram(vol, stored_canonical(vol), every, box)
     except LiverTumorError as err:
         return {"case_id": case_id, "ok": False, "reason": str(err)}
     return {"case_id": case_id, "ok": True, "has_tumor": top_label == 2, "n_slices": n_slices,
