@@ -108,3 +108,51 @@ def test_segment_cli(model_dir, tmp_path):
                          capture_output=True, text=True, env=ENV)
     assert res.returncode == 2 and "truncated" in res.stderr and str(broken) in res.stderr
     assert not (tmp_path / "q.nii.gz").exists()
+
+
+@pytest.mark.parametrize("shape", [(40, 56), (10, 7), (16, 16)])
+def test_probabilities_resize_as_pillow_resizes_each_channel(shape):
+    """The batched resize (one tf.image.resize, antialiased where it shrinks) gives what
+    Pillow's bilinear resize gives channel by channel, growing and shrinking."""
+    from PIL import Image
+
+    from livertumor.inference.predict import labels_of, resize_probabilities
+
+    rng = np.random.default_rng(0)
+    p = rng.random((3, 16, 16, 3)).astype(np.float32)
+    p /= p.sum(-1, keepdims=True)
+    got = resize_probabilities(p, shape)
+    assert got.shape == (3, *shape, 3) and got.dtype == np.float32
+    for b in range(3):
+        for c in range(3):
+            expected = np.asarray(Image.fromarray(p[b, :, :, c]).resize(shape[::-1],
+                                                                        Image.BILINEAR))
+            np.testing.assert_allclose(got[b, :, :, c], expected, atol=2e-5)
+    np.testing.assert_array_equal(labels_of(got), got.argmax(-1))
+
+
+def test_labels_take_the_first_class_on_ties():
+    from livertumor.inference.predict import labels_of
+
+    p = np.array([[0.4, 0.4, 0.2], [0.2, 0.4, 0.4], [0.3, 0.3, 0.3], [0.1, 0.2, 0.7]],
+                 np.float32)
+    labels = labels_of(p[None].transpose(1, 0, 2))  # a non-contiguous view
+    assert labels.dtype == np.uint8
+    assert labels[:, 0].tolist() == [0, 1, 0, 2]
+
+
+def test_test_time_zoom_of_a_batch_is_each_channel_zoomed_about_the_centre():
+    from scipy.ndimage import affine_transform
+
+    from livertumor.inference.predict import _zoom
+
+    x = np.random.default_rng(1).random((2, 12, 12, 3)).astype(np.float32)
+    centre = 5.5
+    for scale in (0.9, 1.1):
+        got = _zoom(x, scale, order=1)
+        for b in range(2):
+            for c in range(3):
+                expected = affine_transform(x[b, :, :, c], [1 / scale] * 2,
+                                            offset=centre - centre / scale, order=1)
+                np.testing.assert_array_equal(got[b, :, :, c], expected)
+    assert _zoom(x, 1.0, order=1) is x

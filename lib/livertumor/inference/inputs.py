@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.preprocessing import context_indices, context_planes, slice_to_jpeg_array
-from ..data.roi import Box, crop
+from ..data.preprocessing import context_indices, jpeg_round_trip, tile, untile
+from ..data.roi import Box
+from ..data.slice_images import SliceImager, stored_canonical
 from ..data.volumes import NiftiVolume
 from ..errors import LiverTumorError
 
@@ -31,6 +32,11 @@ def check_model_fits(model, prep: dict, where) -> None:
 class SliceInputs:
     """Model inputs of slices of one volume, float32 (B, S, S, C) in [0, 1].
 
+    Each slice's image is made by :class:`~livertumor.data.slice_images.SliceImager` (the
+    export's lookup table over stored values: the same bytes as ``slice_channels`` of the HU
+    slice), then goes through the stored JPEG's round trip; the context planes likewise, tiled
+    as the export stores them.
+
     Parameters
     ----------
     volume : the CT
@@ -43,30 +49,22 @@ class SliceInputs:
         self.volume, self.prep, self.image_size, self.box = volume, prep, int(image_size), box
         self.context = int(prep.get("context") or 0)
         self.n_slices = volume.geometry.canonical_shape[2]
-        self._hu: dict[int, np.ndarray] = {}
-
-    def _slice(self, k: int) -> np.ndarray:
-        """The HU slice k, cropped to the box; the last few are kept for the context."""
-        if k not in self._hu:
-            hu = self.volume.hu_slice(k)
-            self._hu[k] = np.ascontiguousarray(crop(hu, self.box)) if self.box else hu
-        return self._hu[k]
+        self.quality = int(prep.get("jpeg_quality", 90))
+        self._plane = box.plane if box is not None else None
+        self._imager = SliceImager(volume, prep, stored_canonical(volume))
 
     def image(self, k: int) -> np.ndarray:
         """uint8 (size, size, C) as stored by the export: the image, then the context."""
-        image = slice_to_jpeg_array(self._slice(k), self.prep)
+        image = jpeg_round_trip(self._imager(k, self._plane), self.quality)
         if not self.context:
             return image
         neighbours = context_indices(k, self.n_slices, self.context)
-        planes = context_planes([self._slice(j) for j in neighbours], self.prep)
-        return np.concatenate([image, planes], axis=-1)
+        planes = [self._imager(j, self._plane, first_only=True) for j in neighbours]
+        stored = untile(jpeg_round_trip(tile(planes), self.quality), len(planes))
+        return np.concatenate([image, stored], axis=-1)
 
     def batch(self, ks) -> np.ndarray:
         """float32 (len(ks), S, S, C) in [0, 1]: the training pipeline's resize of the images."""
         from ..training.dataset import resize_for_model
 
-        ks = list(ks)
-        images = np.stack([self.image(k) for k in ks])
-        keep = set(range(ks[0] - self.context, ks[-1] + self.context + 1))
-        self._hu = {k: v for k, v in self._hu.items() if k in keep}
-        return resize_for_model(images, self.image_size)
+        return resize_for_model(np.stack([self.image(k) for k in ks]), self.image_size)
