@@ -20,11 +20,12 @@ every 10 ms. RSS counts the memory-mapped pages of the ``.nii`` files that were 
 Then the ratios.
 
 Run: ``python benchmarks/export_speed.py`` (about a minute; needs ~1 GB of /tmp and ~2.5 GB of
-RAM for the plain version).
+RAM for the plain version); ``--size 512`` exports at full resolution (no resize).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -74,7 +75,7 @@ def make_cases(root: Path) -> None:
                  root / "segmentations" / f"segmentation-{i}.nii")
 
 
-def plain_export(data_dir: Path, out: Path) -> int:
+def plain_export(data_dir: Path, out: Path, size: int) -> int:
     """The seed pipeline, written plainly (float64 volumes, rot90, per-slice breaks, PIL)."""
     import nibabel as nib
     from PIL import Image
@@ -104,9 +105,9 @@ def plain_export(data_dir: Path, out: Path) -> int:
         mask = read_nii(data_dir / "segmentations" / f"segmentation-{cid}.nii")
         for k in range(0, ct.shape[2], EVERY):
             x = (to_nchan(ct[:, :, k].astype(np.float32)) * 255).astype(np.uint8)
-            Image.fromarray(x).resize((SIZE, SIZE)).save(out / f"{cid}_{k}.jpg", quality=90)
+            Image.fromarray(x).resize((size, size)).save(out / f"{cid}_{k}.jpg", quality=90)
             Image.fromarray(mask[:, :, k].astype(np.uint8)).resize(
-                (SIZE, SIZE), Image.NEAREST).save(out / f"{cid}_{k}.png")
+                (size, size), Image.NEAREST).save(out / f"{cid}_{k}.png")
             n += 1
     return n
 
@@ -120,16 +121,16 @@ def _status_bytes(field: str) -> int:
     raise KeyError(field)
 
 
-def child(mode: str, data_dir: str, out: str) -> None:
+def child(mode: str, data_dir: str, out: str, size: int) -> None:
     """One measured export in this (fresh) process; prints a JSON line."""
     from livertumor.export import export_slices
 
     baseline = _status_bytes("VmRSS")  # after all imports
     t0 = time.perf_counter()
     if mode == "plain":
-        n = plain_export(Path(data_dir), Path(out))
+        n = plain_export(Path(data_dir), Path(out), size)
     else:
-        result = export_slices(data_dir, out, every=EVERY, size=SIZE,
+        result = export_slices(data_dir, out, every=EVERY, size=size,
                                windows=("liver", "abdomen_soft"), test_fraction=0.5,
                                workers=int(mode), progress=False)
         n = len(result.manifest)
@@ -143,12 +144,13 @@ def child(mode: str, data_dir: str, out: str) -> None:
         "max_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))
 
 
-def measure(mode: str, data_dir: Path, out: Path) -> dict:
+def measure(mode: str, data_dir: Path, out: Path, size: int) -> dict:
     """Run one export in a child process, sampling the RSS of its process tree."""
     import psutil
 
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", mode, str(data_dir), str(out)],
+    proc = subprocess.Popen([sys.executable, __file__, "--child", mode, str(data_dir), str(out),
+                             str(size)],
                             stdout=subprocess.PIPE, text=True)
     parent = psutil.Process(proc.pid)
     peak_sum = 0
@@ -170,7 +172,11 @@ def measure(mode: str, data_dir: Path, out: Path) -> dict:
             "peak_sum_mib": max(0, peak_sum - n_procs * base) / 2**20}
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=SIZE,
+                        help=f"exported side in pixels (default {SIZE}; 512: full resolution)")
+    size = parser.parse_args(argv).size
     volume_mib = np.prod(SHAPE) * 2 / 2**20
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -180,14 +186,14 @@ def main() -> None:
         print(f"two {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} int16 cases written in "
               f"{time.perf_counter() - t0:.0f} s (one volume: {volume_mib:.0f} MiB as int16); "
               f"{os.cpu_count()} CPUs")
-        print(f"exporting every {EVERY}nd slice at {SIZE} px, 3 channels; a fresh process each\n")
+        print(f"exporting every {EVERY}nd slice at {size} px, 3 channels; a fresh process each\n")
         print(f"{'':32}{'slices':>7}{'in call':>9}{'slices/s':>10}{'command':>9}{'slices/s':>10}"
               f"{'peak RSS/proc':>15}{'x volume':>9}{'all procs':>11}")
         results = {}
         for mode, label in (("plain", "plain seed-style (get_fdata)"),
                             ("1", "livertumor export, 1 worker"),
                             ("2", "livertumor export, 2 workers")):
-            r = measure(mode, root / "data", root / f"out-{mode}")
+            r = measure(mode, root / "data", root / f"out-{mode}", size)
             results[mode] = r
             print(f"{label:32}{r['slices']:7d}{r['call_s']:8.2f}s{r['rate_call']:10.1f}"
                   f"{r['command_s']:8.2f}s{r['rate_command']:10.1f}"
@@ -208,8 +214,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], sys.argv[4])
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     elif len(sys.argv) == 3 and sys.argv[1] == "--make":
         make_cases(Path(sys.argv[2]))
     else:
