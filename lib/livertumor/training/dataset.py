@@ -180,31 +180,42 @@ def _to_float(image, mask):
     return tf.cast(image, tf.float32) / 255.0, mask
 
 
-def _augment(image, mask, aug: Augmentation, seed):
-    """The same random affine map for image (bilinear) and mask (nearest neighbour)."""
+def _augment(images, masks, aug: Augmentation, seed):
+    """One random affine map per slice of a batch, the same for its image (bilinear) and its
+    mask (nearest neighbour), then brightness and contrast; ``images`` uint8 (B, S, S, C),
+    ``masks`` uint8 (B, S, S) -> float32 images in [0, 1] and uint8 masks.
+
+    The whole batch is warped by one ``ImageProjectiveTransformV3`` (one transform per slice),
+    so the per-slice cost is the warp itself, not the dispatch of a dozen small ops.
+    """
     import tensorflow as tf
 
-    size = tf.cast(tf.shape(image)[0], tf.float32)
-    u = tf.random.stateless_uniform((6,), seed=seed, minval=-1.0, maxval=1.0)
-    angle = u[0] * aug.rotation_deg * math.pi / 180
-    zoom = 1.0 + u[1] * aug.scale
-    tx, ty = u[2] * aug.shift * size, u[3] * aug.shift * size
+    images = tf.cast(images, tf.float32) / 255.0
+    n = tf.shape(images)[0]
+    size = tf.cast(tf.shape(images)[1], tf.float32)
+    u = tf.random.stateless_uniform(tf.stack([n, 6]), seed=seed, minval=-1.0, maxval=1.0)
+    angle = u[:, 0] * aug.rotation_deg * math.pi / 180
+    zoom = 1.0 + u[:, 1] * aug.scale
+    tx, ty = u[:, 2] * aug.shift * size, u[:, 3] * aug.shift * size
     c = (size - 1) / 2
     cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    zeros = tf.zeros_like(cos)
     # Output pixel (x, y) samples the input at R(x - c) + c + t (inverse map, as TF expects).
-    transform = tf.stack([cos, -sin, c - cos * c + sin * c + tx,
-                          sin, cos, c - sin * c - cos * c + ty, 0.0, 0.0])[None]
-    shape = tf.shape(image)[:2]
+    transforms = tf.stack([cos, -sin, c - cos * c + sin * c + tx,
+                           sin, cos, c - sin * c - cos * c + ty, zeros, zeros], axis=1)
+    shape = tf.shape(images)[1:3]
 
     def warp(x, interpolation):
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=x[None], transforms=transform, output_shape=shape, fill_value=0.0,
-            interpolation=interpolation, fill_mode="CONSTANT")[0]
+            images=x, transforms=transforms, output_shape=shape, fill_value=0.0,
+            interpolation=interpolation, fill_mode="CONSTANT")
 
-    image = warp(image, "BILINEAR")
-    mask = tf.cast(warp(tf.cast(mask[..., None], tf.float32), "NEAREST")[..., 0], tf.uint8)
-    image = (image - 0.5) * (1.0 + u[4] * aug.contrast) + 0.5 + u[5] * aug.brightness
-    return tf.clip_by_value(image, 0.0, 1.0), mask
+    images = warp(images, "BILINEAR")
+    masks = tf.cast(warp(tf.cast(masks[..., None], tf.float32), "NEAREST")[..., 0], tf.uint8)
+    contrast = (1.0 + u[:, 4] * aug.contrast)[:, None, None, None]
+    brightness = (u[:, 5] * aug.brightness)[:, None, None, None]
+    images = (images - 0.5) * contrast + 0.5 + brightness
+    return tf.clip_by_value(images, 0.0, 1.0), masks
 
 
 def make_dataset(
@@ -231,7 +242,7 @@ def make_dataset(
         augmented. False: every row once, in manifest order, unaugmented.
     seed : int
         Seeds shuffling, sampling and augmentation (stateless augmentation keyed by the
-        element's position in the stream).
+        batch's position in the stream).
     cache : bool
         Keep decoded uint8 slices in memory after the first pass (3 bytes per pixel: the demo
         export fits easily; full LiTS at 256 px needs about 6 GB, so turn it off there or
@@ -246,7 +257,9 @@ def make_dataset(
     -----
     Oversampling mixes two streams with ``sample_from_datasets``: all slices uniformly, and
     tumor slices uniformly, with weights ``1 : (k - 1) T / N`` (N slices, T with tumor), so a
-    tumor slice is drawn ``k`` times as often as a slice without.
+    tumor slice is drawn ``k`` times as often as a slice without. Slices stay uint8 until they
+    are batched; the conversion to float and the augmentation work on whole batches
+    (stateless, keyed by the batch's position in the stream).
     """
     import tensorflow as tf
 
@@ -265,7 +278,7 @@ def make_dataset(
         return ds.cache() if cache else ds
 
     if not training:
-        return decoded(rows).map(_to_float).batch(batch_size).prefetch(autotune)
+        return decoded(rows).batch(batch_size).map(_to_float).prefetch(autotune)
 
     def endless(subset, salt):
         return decoded(subset).shuffle(len(subset), seed=seed + salt,
@@ -279,11 +292,12 @@ def make_dataset(
         ds = tf.data.Dataset.sample_from_datasets(
             [ds, endless(tumor, 1)], weights=[1 / (1 + w_tumor), w_tumor / (1 + w_tumor)],
             seed=seed)
-    ds = ds.map(_to_float)
-    if augmentation is not None:
-        keyed = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
-        ds = keyed.map(
-            lambda xy, k: _augment(xy[0], xy[1], augmentation,
-                                   tf.stack([tf.cast(seed, tf.int64), k])),
-            num_parallel_calls=autotune, deterministic=True)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(autotune)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    if augmentation is None:
+        return ds.map(_to_float, num_parallel_calls=autotune).prefetch(autotune)
+    keyed = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
+    ds = keyed.map(
+        lambda xy, k: _augment(xy[0], xy[1], augmentation,
+                               tf.stack([tf.cast(seed, tf.int64), k])),
+        num_parallel_calls=autotune, deterministic=True)
+    return ds.prefetch(autotune)
