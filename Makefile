@@ -10,6 +10,8 @@ TF ?= cpu
 PROFILE ?= demo
 DATA_DIR ?=
 RUN ?=
+# Parameter overrides of `make run`, space-separated KEY=VALUE or NOTEBOOK.KEY=VALUE (run --set).
+SET ?=
 LAB_PORT ?= 8888
 # Browser of the browser tests: Debian's package chromium (installed by `make test-browser`).
 CHROMIUM ?= /usr/bin/chromium
@@ -23,7 +25,7 @@ BROWSER_STAMP := $(VENV)/.installed-$(TF)-browser
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=smoke|demo|full  DATA_DIR=path/to/LiTS  RUN=name  TF=cpu|cuda" \
-	  " LAB_PORT=8888"
+	  " LAB_PORT=8888  SET=\"KEY=VALUE ...\""
 
 install: $(STAMP) ## create ./.venv with the package (editable) and its dependencies
 
@@ -46,7 +48,8 @@ lab: install ## JupyterLab on 127.0.0.1 with the project's kernel, opened at not
 	$(PY) -m livertumor.series.lab --port $(LAB_PORT)
 
 run: install ## run the notebook series headless (PROFILE=demo on synthetic data; DATA_DIR=... for real LiTS)
-	$(PY) -m livertumor run --profile $(PROFILE) $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(if $(RUN),--run "$(RUN)")
+	$(PY) -m livertumor run --profile $(PROFILE) $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(if $(RUN),--run "$(RUN)") \
+	  $(foreach s,$(SET),--set "$(s)")
 
 test: install ## run the test suite (unit tests, notebooks on the smoke profile, nbval)
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not browser"

@@ -53,7 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          only=only, outputs_dir=absolute(args.outputs_dir),
                          export_dir=absolute(args.export_dir),
                          project_dir=absolute(args.project_dir), seed=args.seed,
-                         study=absolute(args.study))
+                         study=absolute(args.study), overrides=dict(args.overrides or ()))
     print(describe_run(run_dir))
     return 0
 
@@ -299,7 +299,23 @@ def _add_run(sub) -> None:
     p.add_argument("--seed", type=int,
                    help="replace the profile's seed (patient split, training); the demo cases "
                         "stay the same")
+    p.add_argument("--set", dest="overrides", action="append", type=_assignment,
+                   metavar="KEY=VALUE",
+                   help="replace a notebook parameter (repeatable): KEY in every notebook "
+                        "that declares it (image_size=64), NAME.KEY in one notebook of the "
+                        "profile (04_training_unet.epochs=1); VALUE is YAML (64, 0.5, true, "
+                        "unet, [a, b]). Unknown parameters are refused before anything runs")
     p.set_defaults(func=_cmd_run)
+
+
+def _assignment(text: str) -> tuple[str, object]:
+    """``--set KEY=VALUE`` as ``(key, value)``; a malformed one is a usage error."""
+    from .series.overrides import parse_assignment
+
+    try:
+        return parse_assignment(text)
+    except LiverTumorError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:

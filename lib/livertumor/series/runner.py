@@ -1,10 +1,11 @@
 """Run the notebook series headless with papermill, one profile at a time.
 
 A *profile* (``notebooks/params/<name>.yaml``) names the notebooks to run, the data to use
-(generated demo cases, or a user's LiTS folder) and the parameters of each notebook. A run
+(generated demo cases, or a user's LiTS folder) and the parameters of each notebook; a run
+can replace some of them (``overrides``, ``run --set KEY=VALUE``: :mod:`.overrides`). A run
 writes everything under ``outputs/<run>/``: the executed notebooks, the figures and results
-they save, and ``run.json`` (parameters, git commit, package versions, data fingerprint,
-timings), so any number in the outputs can be traced back to what produced it.
+they save, and ``run.json`` (parameters and overrides, git commit, package versions, data
+fingerprint, timings), so any number in the outputs can be traced back to what produced it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..atomic import write_json
 from ..data.cases import data_fingerprint
 from ..errors import LiverTumorError
 from ..provenance import environment_record
+from .overrides import check_overrides, overrides_for
 from .project import PROFILES, find_project
 
 
@@ -101,12 +103,36 @@ def _demo_study_dir(demo: dict | None, data_dir: Path) -> Path | None:
     return _resolve(demo["dicom_study"], data_dir.parent)
 
 
-def _notebook_parameters(entry: dict, shared: dict, declared: set, project: Path) -> dict:
+def _notebook_parameters(entry: dict, shared: dict, declared: set, project: Path,
+                         overrides: dict | None = None) -> dict:
     """Shared values the notebook declares, then its own parameters (``*_dir`` / ``*_path``
-    strings taken from the project folder); papermill warns about a misspelt own one."""
+    strings taken from the project folder; papermill warns about a misspelt own one), then
+    the run's overrides that apply to it (:func:`.overrides.overrides_for`)."""
     own = {k: (str(_resolve(v, project)) if k.endswith(("_dir", "_path")) and v
                and isinstance(v, str) else v) for k, v in entry["parameters"].items()}
-    return {**{k: v for k, v in shared.items() if k in declared}, **own}
+    return {**{k: v for k, v in shared.items() if k in declared}, **own,
+            **overrides_for(entry, overrides or {}, declared)}
+
+
+def _declared_parameters(entries: list[dict], project: Path, profile: str) -> dict[str, set]:
+    """The parameters each entry's notebook declares (its ``parameters`` cell), by entry name.
+
+    Raises
+    ------
+    LiverTumorError
+        A notebook of the profile is missing.
+    """
+    import papermill as pm
+
+    by_notebook: dict[str, set] = {}
+    for entry in entries:
+        source = project / "notebooks" / f"{entry['notebook']}.ipynb"
+        if not source.exists():
+            raise LiverTumorError(f"notebook {entry['name']} of profile {profile!r} not found",
+                                  source)
+        if entry["notebook"] not in by_notebook:
+            by_notebook[entry["notebook"]] = set(pm.inspect_notebook(str(source)))
+    return {entry["name"]: by_notebook[entry["notebook"]] for entry in entries}
 
 
 def _resolve(path: str | Path, base: Path) -> Path:
@@ -127,10 +153,11 @@ def _select(entries: list[dict], only: list[str] | None, profile: str) -> list[d
     return chosen
 
 
-def _run_record(prof: dict, common: dict, data_dir: Path, demo: dict | None) -> dict:
-    """The start of ``run.json``: profile, data and its fingerprint, environment."""
+def _run_record(prof: dict, common: dict, data_dir: Path, demo: dict | None,
+                overrides: dict) -> dict:
+    """The start of ``run.json``: profile, overrides, data and its fingerprint, environment."""
     return {
-        "profile": prof["name"], "export_dir": common.get("export_dir"),
+        "profile": prof["name"], "overrides": overrides, "export_dir": common.get("export_dir"),
         "description": prof.get("description", ""), "data_dir": str(data_dir),
         "data_fingerprint": data_fingerprint(data_dir), "demo_data": demo,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **environment_record(),
@@ -194,6 +221,7 @@ def run_series(
     project_dir: str | Path | None = None,
     seed: int | None = None,
     study: str | Path | None = None,
+    overrides: dict | None = None,
 ) -> Path:
     """Execute the profile's notebooks in order with papermill; return the run folder.
 
@@ -223,6 +251,11 @@ def run_series(
         A new patient's CT (a DICOM series folder or a NIfTI file) that notebook 06 segments
         and reports without a reference (relative paths: to the working directory); default:
         the demo's synthetic DICOM study when the profile's demo data are used, else none.
+    overrides : dict, optional
+        Parameters to replace, ``{"image_size": 64}`` in every notebook that declares it,
+        ``{"04_training_unet.epochs": 1}`` in one entry of the profile only (its name, or its
+        notebook stem for every run of it); see :mod:`.overrides`. Checked against the
+        notebooks' declared parameters before anything runs; recorded in ``run.json``.
 
     Returns
     -------
@@ -232,17 +265,19 @@ def run_series(
     Raises
     ------
     LiverTumorError
-        Unknown profile or notebook, missing data folder or project folder, or a notebook that
-        failed (the message names the executed notebook to open).
+        Unknown profile or notebook, missing data folder or project folder, an override of
+        a parameter no notebook declares, or a notebook that failed (the message names the
+        executed notebook to open).
     """
-    import papermill as pm
-
     project = find_project() if project_dir is None else Path(project_dir).resolve()
     prof = load_profile(profile, project / PROFILES)
     demo = None if data_dir is not None else prof["data"].get("demo")
     data_dir = _resolve(data_dir if data_dir is not None else prof["data"]["data_dir"], project)
     run_dir = _resolve(outputs_dir, project) / (run_name or prof["name"])
     entries = _select(prof["notebooks"], only, profile)
+    declared = _declared_parameters(prof["notebooks"], project, profile)
+    overrides = dict(overrides or {})
+    check_overrides(overrides, prof["notebooks"], declared, profile)
     common = {k: (str(_resolve(v, project)) if k.endswith("_dir") and isinstance(v, str) else v)
               for k, v in prof["common"].items()}
     if export_dir is not None:
@@ -260,15 +295,12 @@ def run_series(
 
     prepare_data(data_dir, demo, progress=progress)
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    record = keep_earlier_notebooks(_run_record(prof, common, data_dir, demo),
+    record = keep_earlier_notebooks(_run_record(prof, common, data_dir, demo, overrides),
                                     run_dir / "run.json", only)
     for entry in entries:
         name = entry["name"]
         source = project / "notebooks" / f"{entry['notebook']}.ipynb"
-        if not source.exists():
-            raise LiverTumorError(f"notebook {name} of profile {profile!r} not found", source)
-        declared = set(pm.inspect_notebook(str(source)))
-        params = _notebook_parameters(entry, shared, declared, project)
+        params = _notebook_parameters(entry, shared, declared[name], project, overrides)
         executed = run_dir / "notebooks" / f"{name}.ipynb"
         print(f"[{prof['name']}] {name} ...", flush=True)
         seconds = _execute(source, executed, params, name)
