@@ -23,7 +23,8 @@ def _read_labels(path, geometry) -> tuple[np.ndarray, int]:
     check_same_grid(geometry, vol.geometry)
     if np.issubdtype(vol.stored_dtype, np.integer) and vol.slope is None and vol.inter is None:
         stored = stored_canonical(vol)
-        lo, hi = int(stored.min()), int(stored.max())
+        hi = int(stored.max())
+        lo = 0 if np.issubdtype(stored.dtype, np.unsignedinteger) else int(stored.min())
         if lo >= 0 and hi <= 2:
             return stored, hi
     mask = read_mask(path, like=geometry)
