@@ -5,7 +5,8 @@ inputs, random weights: speed does not depend on them), each mode in a fresh pro
 
 - batched: ``livertumor.inference.predict.predict_volume`` (batches of 16 slices: the
   lookup-table images, the JPEG round trip, one batched resize of the class probabilities back
-  to 512 x 512, the argmax on contiguous arrays);
+  to 512 x 512 as the argmax of two resized differences, the next batch's images made in a
+  thread while the model runs);
 - per slice: the loop a notebook would write with the package's public per-slice functions:
   ``hu_slice`` -> ``slice_to_jpeg_array`` -> ``resize_for_model`` -> ``model.predict`` of one
   slice -> Pillow's bilinear resize of each class's probabilities -> ``argmax``;
@@ -15,7 +16,8 @@ inputs, random weights: speed does not depend on them), each mode in a fresh pro
   liver with its margin; random weights find no liver of their own).
 
 The batched run also reports where its time goes (model, inputs, resize + argmax), each part
-timed alone over the same batches. Peak memory is the growth of the process's peak resident set
+timed alone over the same batches (so they can add up to more than the batched run, which makes
+the inputs while the model runs). Peak memory is the growth of the process's peak resident set
 (VmHWM) over its baseline after loading the model; the volume is a memory-mapped int16 .nii
 (150 MiB). Run: ``python benchmarks/inference_speed.py`` (about 5 minutes on 2 CPU cores);
 ``--arch unet`` for one model.
@@ -70,7 +72,7 @@ def per_slice_loop(model, vol) -> np.ndarray:
 def breakdown(model, vol) -> dict:
     """Seconds of each part of the batched path, each timed alone over all the batches."""
     from livertumor.inference.inputs import SliceInputs
-    from livertumor.inference.predict import labels_of, resize_probabilities
+    from livertumor.inference.predict import resized_labels
 
     n = vol.geometry.canonical_shape[2]
     inputs = SliceInputs(vol, PREP, 128)
@@ -81,7 +83,7 @@ def breakdown(model, vol) -> dict:
     ps = [np.asarray(model.predict_on_batch(x), np.float32) for x in xs]
     t2 = time.perf_counter()
     for p in ps:
-        labels_of(resize_probabilities(p, SHAPE[:2])).transpose(1, 2, 0)
+        resized_labels(p, SHAPE[:2])
     t3 = time.perf_counter()
     return {"inputs": t1 - t0, "model": t2 - t1, "resize_argmax": t3 - t2}
 

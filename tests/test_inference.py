@@ -131,6 +131,26 @@ def test_probabilities_resize_as_pillow_resizes_each_channel(shape):
     np.testing.assert_array_equal(labels_of(got), got.argmax(-1))
 
 
+@pytest.mark.parametrize("shape", [(64, 80), (12, 9), (16, 16)])
+def test_labels_from_resized_differences_are_the_argmax_of_the_resized_probabilities(shape):
+    from livertumor.inference.predict import labels_of, resize_probabilities, resized_labels
+
+    rng = np.random.default_rng(2)
+    p = rng.random((4, 16, 16, 3)).astype(np.float32) ** 3
+    p /= p.sum(-1, keepdims=True)
+    p[0, :8] = [0.5, 0.5, 0.0]  # exact ties go to the first class
+    p[1, :8] = [0.2, 0.4, 0.4]
+    got = resized_labels(p, shape)
+    assert got.shape == (*shape, 4) and got.dtype == np.uint8
+    resized = resize_probabilities(p, shape)
+    expected = labels_of(resized).transpose(1, 2, 0)
+    differ = got != expected
+    assert differ.mean() < 1e-3
+    top2 = np.sort(resized, -1)[..., -2:].transpose(1, 2, 0, 3)
+    assert np.all(top2[differ][:, 1] - top2[differ][:, 0] < 1e-6)  # only at float-level ties
+    assert set(np.unique(got[:2, :2, 0])) <= {0} and set(np.unique(got[:2, :2, 1])) <= {1}
+
+
 def test_labels_take_the_first_class_on_ties():
     from livertumor.inference.predict import labels_of
 
