@@ -284,3 +284,24 @@ def test_upsampling_setting_reaches_the_decoder():
         assert not bilinear and len(transposed) == 2
     with pytest.raises(ValueError, match="upsampling"):
         TrainConfig(upsampling="nearest")
+
+
+def test_the_best_epoch_is_taken_from_memory_only_when_it_is_the_last_one_run(tmp_path):
+    import pandas as pd
+
+    from livertumor.training.trainer import _best_is_in_memory
+
+    def history(losses):
+        pd.DataFrame({"epoch": range(len(losses)), "val_loss": losses}).to_csv(
+            tmp_path / "history.csv", index=False)
+
+    empty = pd.DataFrame()
+    history([0.9, 0.5, 0.4])
+    assert _best_is_in_memory(tmp_path, empty)
+    history([0.9, 0.4, 0.5])
+    assert not _best_is_in_memory(tmp_path, empty)  # the best is an earlier epoch
+    history([0.9, 0.4, 0.4])
+    assert not _best_is_in_memory(tmp_path, empty)  # a tie: best.keras kept the first
+    history([0.9, 0.5, 0.4])
+    before = pd.read_csv(tmp_path / "history.csv")
+    assert not _best_is_in_memory(tmp_path, before)  # no epoch ran in this call

@@ -178,14 +178,25 @@ def _compiled_model(config: TrainConfig, loss, steps: int, with_metrics: bool,
     return model
 
 
-def _save_final_model(model, model_dir: Path, chief: bool) -> str:
-    """Load the best epoch's weights (if any), save ``model.keras`` (chief only, atomically);
-    return the SHA-256 of the weights."""
+def _best_is_in_memory(model_dir: Path, history_before: pd.DataFrame) -> bool:
+    """Whether the model in memory holds the best epoch's weights: this call ran at least one
+    epoch and the best epoch (lowest ``val_loss``, the first on ties, as ``best.keras`` keeps
+    it) is the last one."""
+    history = read_history(model_dir)
+    if len(history) <= len(history_before) or MONITOR not in history:
+        return False
+    return int(history[MONITOR].idxmin()) == len(history) - 1
+
+
+def _save_final_model(model, model_dir: Path, chief: bool, best_in_memory: bool) -> str:
+    """Load the best epoch's weights (if any, unless ``best_in_memory``: reading a ResNet-50
+    checkpoint takes tens of seconds), save ``model.keras`` (chief only, atomically); return
+    the SHA-256 of the weights."""
     from ..atomic import atomic_path
     from .distributed import weights_digest
 
     best_path = model_dir / "best.keras"
-    if best_path.exists():
+    if best_path.exists() and not best_in_memory:
         model.load_weights(best_path)
     digest = weights_digest(model)
     if chief:
@@ -285,7 +296,8 @@ def train(
         else:
             loop = fit_single_host(model, fit_rows, val_rows, config, steps, callback_list,
                                    verbose=verbose)
-        digest = _save_final_model(model, model_dir, chief=role.is_chief)
+        digest = _save_final_model(model, model_dir, chief=role.is_chief,
+                                   best_in_memory=_best_is_in_memory(model_dir, history_before))
         if multi_worker:
             barrier(strategy)  # model.keras is complete before any worker returns
 
