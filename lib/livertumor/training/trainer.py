@@ -296,8 +296,10 @@ def train(
         else:
             loop = fit_single_host(model, fit_rows, val_rows, config, steps, callback_list,
                                    verbose=verbose)
+        # several workers: each reads best.keras, so that all hold the same weights
+        in_memory = not multi_worker and _best_is_in_memory(model_dir, history_before)
         digest = _save_final_model(model, model_dir, chief=role.is_chief,
-                                   best_in_memory=_best_is_in_memory(model_dir, history_before))
+                                   best_in_memory=in_memory)
         if multi_worker:
             barrier(strategy)  # model.keras is complete before any worker returns
 
