@@ -9,7 +9,7 @@ import numpy as np
 
 from ..data.preprocessing import context_indices, jpeg_round_trip, tile, untile
 from ..data.roi import Box
-from ..data.slice_images import SliceImager, stored_canonical
+from ..data.slice_images import SliceImager
 from ..data.volumes import NiftiVolume
 from ..errors import LiverTumorError
 
@@ -51,7 +51,9 @@ class SliceInputs:
         self.n_slices = volume.geometry.canonical_shape[2]
         self.quality = int(prep.get("jpeg_quality", 90))
         self._plane = box.plane if box is not None else None
-        self._imager = SliceImager(volume, prep, stored_canonical(volume))
+        # the volume's own cached stored values (NiftiVolume.raw): the cascade's two stages
+        # share one read of a .nii.gz
+        self._imager = SliceImager(volume, prep)
 
     def image(self, k: int) -> np.ndarray:
         """uint8 (size, size, C) as stored by the export: the image, then the context."""
