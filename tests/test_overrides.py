@@ -145,3 +145,17 @@ def test_the_run_command_takes_repeated_set_options(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2 and "override epoch: unknown parameter 'epoch'" in err
     assert "did you mean epochs" in err and not (tmp_path / "out").exists()
+
+
+def test_common_parameters_take_the_run_s_export_folder_and_seed(tmp_path, monkeypatch):
+    from livertumor.series.runner import _common_parameters
+
+    monkeypatch.chdir(tmp_path)
+    common = {"seed": 0, "export_dir": "data/processed/demo", "name": "x"}
+    project = tmp_path / "project"
+    assert _common_parameters(common, project, None, None) == {
+        "seed": 0, "export_dir": str(project / "data/processed/demo"), "name": "x"}
+    assert _common_parameters(common, project, None, 2)["export_dir"] == str(
+        project / "data/processed/demo-seed2")  # an export holds one split
+    mine = _common_parameters(common, project, "exp", 2)
+    assert mine["seed"] == 2 and mine["export_dir"] == str(tmp_path / "exp")

@@ -210,6 +210,21 @@ def _execute(source: Path, executed: Path, params: dict, name: str) -> float:
     return round(time.perf_counter() - t0, 1)
 
 
+def _common_parameters(common: dict, project: Path, export_dir, seed: int | None) -> dict:
+    """The profile's ``common`` parameters (``*_dir`` taken from the project folder), with
+    the run's ``export_dir`` (from the working directory) and ``seed``; another seed exports
+    to ``<export_dir>-seed<seed>`` unless ``export_dir`` is given (an export holds one split)."""
+    common = {k: (str(_resolve(v, project)) if k.endswith("_dir") and isinstance(v, str) else v)
+              for k, v in common.items()}
+    if export_dir is not None:
+        common["export_dir"] = str(_resolve(export_dir, Path.cwd()))
+    if seed is not None:
+        common["seed"] = int(seed)
+        if export_dir is None and "export_dir" in common:
+            common["export_dir"] += f"-seed{int(seed)}"
+    return common
+
+
 def run_series(
     profile: str = "demo",
     data_dir: str | Path | None = None,
@@ -278,14 +293,7 @@ def run_series(
     declared = _declared_parameters(prof["notebooks"], project, profile)
     overrides = dict(overrides or {})
     check_overrides(overrides, prof["notebooks"], declared, profile)
-    common = {k: (str(_resolve(v, project)) if k.endswith("_dir") and isinstance(v, str) else v)
-              for k, v in prof["common"].items()}
-    if export_dir is not None:
-        common["export_dir"] = str(_resolve(export_dir, Path.cwd()))
-    if seed is not None:
-        common["seed"] = int(seed)
-        if export_dir is None and "export_dir" in common:  # an export holds one split
-            common["export_dir"] += f"-seed{int(seed)}"
+    common = _common_parameters(prof["common"], project, export_dir, seed)
     # the data are prepared here, once, not by the notebooks
     shared = {**common, "data_dir": str(data_dir), "output_dir": str(run_dir),
               "generate_demo": False}
