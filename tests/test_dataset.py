@@ -173,3 +173,60 @@ def test_context_images_become_channels_after_the_image(tmp_path):
     np.testing.assert_allclose(levels[:, 0], [10, 11, 12], atol=2)
     augmented = make_dataset(table, 3, 32, training=True, tumor_oversampling=1)
     assert next(iter(augmented))[0].shape == (3, 32, 32, 7)
+
+
+def _locate(image, patch):
+    """Every (row, column) where ``patch`` lies in ``image``."""
+    h, w = patch.shape[:2]
+    return [(r, c) for r in range(image.shape[0] - h + 1) for c in range(image.shape[1] - w + 1)
+            if np.array_equal(image[r:r + h, c:c + w], patch)]
+
+
+def test_a_patch_is_a_region_of_the_slice_and_holds_one_of_its_tumor_pixels():
+    import tensorflow as tf
+
+    from livertumor.training.dataset import _patch
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 48, 5), dtype=np.uint8)  # random: a patch has one place
+    mask = np.zeros((64, 48), np.uint8)
+    mask[4:30, 3:40] = 1
+    mask[55:57, 44:46] = 2  # a small tumor near a corner
+    places = set()
+    for k in range(25):
+        key = tf.constant([3, k], tf.int64)
+        patch, patch_mask = (t.numpy() for t in _patch(tf.constant(image), tf.constant(mask),
+                                                         32, key))
+        assert patch.shape == (32, 32, 5) and patch_mask.shape == (32, 32)
+        (r, c), = _locate(image, patch)
+        np.testing.assert_array_equal(patch_mask, mask[r:r + 32, c:c + 32])  # moved together
+        assert (patch_mask == 2).any()
+        again = _patch(tf.constant(image), tf.constant(mask), 32, key)[0].numpy()
+        np.testing.assert_array_equal(again, patch)  # the key decides the patch
+        places.add((r, c))
+    assert len(places) >= 8  # the tumor lies at varying places inside the patch
+    without = np.where(mask == 2, 1, mask).astype(np.uint8)
+    places = set()
+    for k in range(25):
+        patch = _patch(tf.constant(image), tf.constant(without), 32,
+                       tf.constant([3, k], tf.int64))[0].numpy()
+        places.update(_locate(image, patch))
+    rows, cols = zip(*places, strict=True)
+    assert min(rows) < 10 and max(rows) > 22 and min(cols) < 5 and max(cols) > 11  # anywhere
+
+
+def test_training_on_patches_yields_patches_that_keep_their_slices_tumors(tmp_path):
+    rows = _export(tmp_path)
+    tumor_rows = set(np.flatnonzero(rows["tumor_pixels"].to_numpy() > 0))
+    ds = make_dataset(rows, 16, SIZE, training=True, seed=1, tumor_oversampling=3.0,
+                      augmentation=None, patch_size=16)
+    with_tumor = 0
+    for images, masks in ds.take(6):
+        images, masks = images.numpy(), masks.numpy()
+        assert images.shape == (16, 16, 16, 3) and masks.shape == (16, 16, 16)
+        drawn = np.round((np.round(images[:, 8, 8, 0] * 255) - 2) / 4).astype(int)
+        has_tumor = (masks == 2).any(axis=(1, 2))
+        # a patch of a tumor slice holds tumor; a patch of another slice cannot
+        assert np.array_equal(has_tumor, np.isin(drawn, list(tumor_rows)))
+        with_tumor += int(has_tumor.sum())
+    assert with_tumor > 0

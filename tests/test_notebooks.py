@@ -86,6 +86,8 @@ def test_both_architectures_and_the_cascade_trained(smoke_run):
         assert (smoke_run / "models" / name / "preprocessing.json").exists()
     tumor = results(smoke_run, "04_training_tumor_unet")
     assert tumor["stage"] == "tumor" and tumor["input_channels"] == 5
+    record = json.loads((smoke_run / "models" / "tumor_unet" / "config.json").read_text())
+    assert record["config"]["patch_size"] == 32  # on patches; 05 evaluates whole crops with it
     cascade = json.loads((smoke_run / "models" / "cascade" / "cascade.json").read_text())
     assert (cascade["liver"], cascade["tumor"]) == ("../unet", "../tumor_unet")
     tuning = {row["min_tumor_ml"]: row for row in tumor["min_tumor_ml_tuning"]}  # validation

@@ -305,3 +305,53 @@ def test_the_best_epoch_is_taken_from_memory_only_when_it_is_the_last_one_run(tm
     history([0.9, 0.5, 0.4])
     before = pd.read_csv(tmp_path / "history.csv")
     assert not _best_is_in_memory(tmp_path, before)  # no epoch ran in this call
+
+
+def test_patch_size_settings():
+    from livertumor.training import build_model
+
+    assert TrainConfig(image_size=256, patch_size=128).patch_size == 128
+    for bad in ({"patch_size": 100}, {"patch_size": 256}, {"patch_size": 8}):
+        with pytest.raises(ValueError, match="patch_size"):
+            TrainConfig(image_size=128, **bad)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        TrainConfig(architecture="resnet50_unet", image_size=128, patch_size=48)
+    model = build_model(TrainConfig(base_filters=4, depth=2, image_size=64, patch_size=32))
+    assert model.input_shape == (None, None, None, 3)  # fully convolutional
+    for side in (32, 64):
+        assert model.predict(np.zeros((1, side, side, 3), np.float32), verbose=0).shape == (
+            1, side, side, 3)
+
+
+def test_a_model_trained_on_patches_predicts_whole_slices_at_the_export_size(export_dir,
+                                                                             tmp_path):
+    from livertumor.export import load_export
+    from livertumor.inference import load_predictor
+    from livertumor.inference.predict import model_side
+
+    quick = dict(epochs=1, batch_size=4, base_filters=4, depth=2, steps_per_epoch=2,
+                 patience=0)
+    with pytest.raises(LiverTumorError, match="export's size"):  # refused before training
+        train(export_dir, tmp_path / "bad", TrainConfig(image_size=32, patch_size=16, **quick),
+              verbose=0)
+    assert not (tmp_path / "bad").exists()
+    config = TrainConfig(image_size=64, patch_size=32, **quick)
+    train(export_dir, tmp_path / "m", config, verbose=0)
+    predictor = load_predictor(tmp_path / "m")
+    assert predictor.model.input_shape[1] is None
+    assert model_side(predictor.model, predictor.prep) == 64
+    cases = load_export(export_dir).cases
+    volume = cases.loc[cases["split"] == "test", "volume_path"].iloc[0]
+    seg = predictor.predict(volume, keep_probabilities=True, progress=False)
+    assert seg.labels.shape == seg.geometry.canonical_shape
+    np.testing.assert_allclose(seg.probabilities.sum(-1), 1, atol=1e-4)
+    # a run recorded before patch_size existed had whole slices: still the same settings
+    record_path = tmp_path / "m" / "config.json"
+    record = json.loads(record_path.read_text())
+    train(export_dir, tmp_path / "old", TrainConfig(image_size=64, **quick), verbose=0)
+    old = json.loads((tmp_path / "old" / "config.json").read_text())
+    del old["config"]["patch_size"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(old))
+    assert train(export_dir, tmp_path / "old", TrainConfig(image_size=64, **quick),
+                 verbose=0)["already_trained"]
+    assert record["config"]["patch_size"] == 32

@@ -56,6 +56,24 @@ def load_preprocessing(model_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def model_side(model, prep: dict) -> int:
+    """The side of the slices ``model`` predicts: its input side, or for a fully convolutional
+    model (trained on patches, input side ``None``) the export's size in ``prep``.
+
+    Raises
+    ------
+    LiverTumorError
+        A fully convolutional model whose export kept the original size (no fixed side).
+    """
+    side = model.input_shape[1]
+    if side is None:
+        side = int(prep.get("size") or 0)
+        if not side:
+            raise LiverTumorError("the model takes any input size and its export kept the "
+                                  "slices' own size: no side to predict at")
+    return int(side)
+
+
 def rules_of(postprocess) -> PostProcessing:
     """``postprocess`` as :class:`PostProcessing`: True means the largest liver component."""
     if isinstance(postprocess, PostProcessing):
@@ -112,7 +130,8 @@ def predict_volume(
 
     Parameters
     ----------
-    model : a Keras model with input (S, S, C) and a 3-class softmax output
+    model : a Keras model with input (S, S, C) and a 3-class softmax output (a fully
+        convolutional one, input (None, None, C), predicts at the export's size: :func:`model_side`)
     volume : path or opened :class:`NiftiVolume`
     prep : the preprocessing dict of the model (:func:`load_preprocessing`)
     postprocess : :class:`PostProcessing` rules, or True for the largest liver component
@@ -134,7 +153,7 @@ def predict_volume(
     vol = volume if isinstance(volume, NiftiVolume) else NiftiVolume(volume)
     check_model_fits(model, prep, vol.path)
     rows, cols, n_slices = vol.geometry.canonical_shape
-    inputs = SliceInputs(vol, prep, int(model.input_shape[1]), box)
+    inputs = SliceInputs(vol, prep, model_side(model, prep), box)
     plane = box.plane if box is not None else (slice(None), slice(None))
     plane_shape = box.shape[:2] if box is not None else (rows, cols)
     ks_all = range(box.slice0, box.slice1) if box is not None else range(n_slices)

@@ -53,6 +53,12 @@ class TrainConfig:
         16, "global batch in slices, split evenly over the replicas of the strategy")
     image_size: int = _setting(
         128, "model input side in pixels (a multiple of 32 for resnet50_unet)", metavar="PX")
+    patch_size: int = _setting(
+        0, "0: the model trains on whole slices resized to image_size. N > 0: on random N x N "
+        "patches of those slices (a slice with tumor gives a patch that holds one of its tumor "
+        "pixels); the model is then fully convolutional and predicts whole image_size slices, "
+        "so image_size must be the export's size. Patches keep the cost of a step while the "
+        "model works at a higher resolution", metavar="PX")
     precision: str = _setting(
         "float32", "float32, mixed_float16 (NVIDIA GPUs) or mixed_bfloat16 (recent CPUs, "
         "TPUs, Ampere and later GPUs)", choices=PRECISIONS)
@@ -112,6 +118,12 @@ class TrainConfig:
                              f"got {self.image_size}")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
             raise ValueError("epochs and batch_size must be >= 1 and image_size >= 16")
+        if self.patch_size:
+            multiple = 32 if self.architecture == "resnet50_unet" else 2 ** self.depth
+            if not multiple <= self.patch_size <= self.image_size or self.patch_size % multiple:
+                raise ValueError(f"patch_size must be 0 or a multiple of {multiple} from "
+                                 f"{multiple} to image_size ({self.image_size}), got "
+                                 f"{self.patch_size}")
         if not self.tumor_weight > 0:
             raise ValueError(f"tumor_weight must be > 0, got {self.tumor_weight}")
         if not 0 <= self.batch_norm_momentum < 1:
@@ -153,7 +165,9 @@ def build_model(config: TrainConfig, channels: int = 3):
     -------
     keras.Model
         Input ``(B, image_size, image_size, channels)`` float32 in [0, 1]; output
-        ``(B, image_size, image_size, 3)`` float32 class probabilities.
+        ``(B, image_size, image_size, 3)`` float32 class probabilities. With ``patch_size``,
+        height and width are left open (``None``): any side that is a multiple of the
+        network's total downsampling.
 
     Raises
     ------
@@ -168,7 +182,8 @@ def build_model(config: TrainConfig, channels: int = 3):
         raise LiverTumorError(f"the ResNet-50 encoder takes the 3 image channels, the export has "
                               f"{channels} (context slices): train a unet on it, or export "
                               "without context")
-    shape = (config.image_size, config.image_size, channels)
+    side = None if config.patch_size else config.image_size  # patches: fully convolutional
+    shape = (side, side, channels)
     own = {} if config.upsampling == "auto" else {"upsampling": config.upsampling}
     if config.architecture == "unet":
         model = build_unet(shape, base_filters=config.base_filters, depth=config.depth, **own)

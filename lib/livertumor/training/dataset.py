@@ -174,6 +174,33 @@ def _decode(image_path, mask_path, size: int, context_path=None, n_context: int 
     return image, tf.cast(mask[..., 0], tf.uint8)
 
 
+def _patch(image, mask, size: int, key):
+    """A random ``size`` x ``size`` patch of one uint8 slice (H, W, C) and its mask (H, W).
+
+    On a slice with tumor, the patch holds one of its tumor pixels (drawn uniformly) at a
+    uniform position inside the patch; otherwise the patch lies anywhere, uniformly. ``key``
+    is a stateless seed (2,) int64: the same key gives the same patch.
+    """
+    import tensorflow as tf
+
+    keys = tf.random.experimental.stateless_split(key, 2)
+    hw = tf.shape(mask)[:2]
+    tumor = tf.cast(tf.where(mask == 2), tf.int32)  # (n, 2) rows and columns
+    n = tf.shape(tumor)[0]
+    pick = tf.random.stateless_uniform((), keys[0], 0, tf.maximum(n, 1), tf.int32)
+    point = tf.concat([tumor, tf.zeros((1, 2), tf.int32)], axis=0)[pick]  # (0, 0) if none
+    has_tumor = n > 0
+    low = tf.where(has_tumor, tf.maximum(point - size + 1, 0), 0)
+    high = tf.where(has_tumor, tf.minimum(point, hw - size), hw - size)  # inclusive
+    u = tf.random.stateless_uniform((2,), keys[1])
+    offset = tf.minimum(low + tf.cast(u * tf.cast(high - low + 1, tf.float32), tf.int32), high)
+    image = tf.slice(image, tf.concat([offset, [0]], axis=0), [size, size, -1])
+    mask = tf.slice(mask, offset, [size, size])
+    image.set_shape([size, size, None])
+    mask.set_shape([size, size])
+    return image, mask
+
+
 def _to_float(image, mask):
     import tensorflow as tf
 
@@ -227,6 +254,7 @@ def make_dataset(
     tumor_oversampling: float = 2.0,
     augmentation: Augmentation | None = Augmentation(),
     cache: bool = True,
+    patch_size: int = 0,
 ):
     """A ``tf.data.Dataset`` of ``(image, mask)`` batches from manifest rows.
 
@@ -247,11 +275,16 @@ def make_dataset(
         Keep decoded uint8 slices in memory after the first pass (3 bytes per pixel: the demo
         export fits easily; full LiTS at 256 px needs about 6 GB, so turn it off there or
         cache to a file).
+    patch_size : int
+        Training only: 0 yields whole slices; P > 0 yields random P x P patches of the
+        ``image_size`` slices, one per drawn slice, before augmentation (a slice with tumor
+        gives a patch holding one of its tumor pixels; :func:`_patch`).
 
     Returns
     -------
     tf.data.Dataset yielding float32 (B, S, S, C) images in [0, 1] and uint8 (B, S, S) masks
-    (C = 3, plus the context channels when ``rows`` has a ``context`` column).
+    (C = 3, plus the context channels when ``rows`` has a ``context`` column; S =
+    ``patch_size`` when set for training, else ``image_size``).
 
     Notes
     -----
@@ -292,6 +325,12 @@ def make_dataset(
         ds = tf.data.Dataset.sample_from_datasets(
             [ds, endless(tumor, 1)], weights=[1 / (1 + w_tumor), w_tumor / (1 + w_tumor)],
             seed=seed)
+    if patch_size:  # keyed by the slice's position in the stream, apart from augmentation's
+        salt = tf.constant(1 << 40, tf.int64)
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter())).map(
+            lambda xy, k: _patch(xy[0], xy[1], patch_size,
+                                 tf.stack([tf.cast(seed, tf.int64) + salt, k])),
+            num_parallel_calls=autotune, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=True)
     if augmentation is None:
         return ds.map(_to_float, num_parallel_calls=autotune).prefetch(autotune)

@@ -18,12 +18,12 @@ def training_dataset(rows: pd.DataFrame, config: TrainConfig, batch_size: int, s
     Returns
     -------
     tf.data.Dataset of float32 ``(batch_size, S, S, 3)`` images in [0, 1] and uint8
-    ``(batch_size, S, S)`` masks, S = ``config.image_size``.
+    ``(batch_size, S, S)`` masks, S = ``config.patch_size`` if set, else ``config.image_size``.
     """
     return make_dataset(rows, batch_size, config.image_size, training=True, seed=seed,
                         tumor_oversampling=config.tumor_oversampling,
                         augmentation=Augmentation() if config.augment else None,
-                        cache=config.cache)
+                        cache=config.cache, patch_size=config.patch_size)
 
 
 def validation_dataset(rows: pd.DataFrame, config: TrainConfig, batch_size: int):

@@ -83,7 +83,9 @@ def _finished_run(model_dir: Path, config: TrainConfig) -> dict | None:
     if not config_path.exists():
         return None
     record = json.loads(config_path.read_text())
-    previous, settings = record.get("config", {}), asdict(config)
+    # a setting added since that run was written had its default value there
+    previous = {**asdict(_DEFAULT_CONFIG), **record.get("config", {})}
+    settings = asdict(config)
     if previous != settings:
         changed = sorted(k for k in settings if previous.get(k) != settings[k])
         raise LiverTumorError(
@@ -97,6 +99,23 @@ def _finished_run(model_dir: Path, config: TrainConfig) -> dict | None:
 def _input_channels(prep: Path) -> int:
     """Channels of the export's images: its ``channels`` list (3, plus 2k context channels)."""
     return len(json.loads(prep.read_text()).get("channels") or ()) or 3
+
+
+def _check_patch_side(prep: Path, config: TrainConfig) -> None:
+    """A model trained on patches predicts whole slices at the export's size, so it must
+    train on slices of that size.
+
+    Raises
+    ------
+    LiverTumorError
+        ``patch_size`` is set and ``image_size`` differs from the export's size.
+    """
+    size = int(json.loads(prep.read_text()).get("size") or 0)
+    if config.patch_size and config.image_size != size:
+        raise LiverTumorError(
+            f"patch_size needs image_size equal to the export's size ({size or 'original'}), "
+            f"got {config.image_size}: the model predicts whole slices at the export's size",
+            prep)
 
 
 def _run_record(export_dir: Path, config: TrainConfig, fit_rows, val_rows, steps: int,
@@ -274,6 +293,7 @@ def train(
         return finished
     steps = config.steps_per_epoch or max(1, len(fit_rows) // config.batch_size)
     channels = _input_channels(prep)
+    _check_patch_side(prep, config)
     record = _run_record(export_dir, config, fit_rows, val_rows, steps, channels)
     if role.is_chief:
         _start_model_dir(model_dir, record, prep)
