@@ -11,13 +11,24 @@ and its export settings) and measures, with the tumor stage trained the same way
   minimum tumor volume only (with both, it is the context row of the first table);
 - **the tumor stage's crop size, upsampling and training length** (``--parts stage``): one
   tumor stage per ``SIZE:UPSAMPLING:STEPS`` variant (``--variants``), without context, each
-  with the run's liver stage and tumors from 0.05 mL.
+  with the run's liver stage and tumors from 0.05 mL;
+- **the tumor stage's training settings** (``--parts settings``): one tumor stage per
+  ``--settings`` variant, a space-separated list of ``KEY=VALUE`` overrides of its
+  ``TrainConfig`` (``roi_size=N`` exports the liver crops at N pixels, with the run's context),
+  each in the run's cascade with the run's own post-processing (its ``cascade.json``); the empty
+  variant is the run's own tumor stage;
+- **which tumors the tumor stage finds, by size** (``--parts sizes``): on the liver crops of
+  training and test patients, each 2-D tumor component (a lesion's cross-section in one crop)
+  by its area in crop pixels: how many, the median of the model's highest tumor probability
+  inside it, and the share of them whose pixels are at least 30 % labelled tumor.
 
     python benchmarks/cascade_ablation.py                # on outputs/demo (about 15 minutes)
     python benchmarks/cascade_ablation.py --run demo-seed1
     python benchmarks/cascade_ablation.py --parts tta       # only test-time augmentation
     python benchmarks/cascade_ablation.py --parts stage     # crop size, upsampling, steps
                                                             # (about 50 minutes)
+    python benchmarks/cascade_ablation.py --parts settings  # training settings (about 30 min)
+    python benchmarks/cascade_ablation.py --parts sizes     # found by size (about 1 minute)
 
 Synthetic data: the numbers say what the parts change in this pipeline, not how it would do on
 patients. Nothing here is asserted; the figures are printed.
@@ -29,6 +40,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 KEYS = [("liver_dice_mean", "liver Dice"), ("tumor_dice_global", "tumor Dice global"),
@@ -85,6 +98,88 @@ def _stage_variants(args, record, prep, cases, liver, tumor_run) -> None:
         print(_row(name, result.summary, time.perf_counter() - t0), flush=True)
 
 
+SETTINGS_VARIANTS = ["", "tumor_weight=3", "learning_rate=0.003", "base_filters=32",
+                     "roi_size=256 image_size=256 patch_size=128"]
+
+
+def _settings_variants(args, record, prep, cases, liver, run) -> None:
+    """One tumor stage per ``--settings`` variant, in the run's cascade and rules."""
+    from livertumor.evaluation import evaluate
+    from livertumor.export import export_slices
+    from livertumor.inference import Cascade, PostProcessing, SingleStage
+    from livertumor.training import TrainConfig, train
+
+    tumor_run = record["notebooks"]["04_training_tumor_unet"]["parameters"]
+    export_params = record["notebooks"]["03_slice_export"]["parameters"]
+    context = export_params.get("context", 0)
+    rules = PostProcessing(**json.loads(
+        (run / "models" / "cascade" / "cascade.json").read_text())["postprocess"])
+    print(f"\ntumor stage settings (rules: {rules.as_dict()}; after each row: lesions found "
+          f"of the reference lesions)\n{_header('tumor stage settings')}")
+    for variant in args.settings:
+        overrides = dict(item.split("=", 1) for item in variant.split())
+        roi_size = int(overrides.pop("roi_size", export_params.get("roi_size", 128)))
+        name = variant or "the run's own tumor stage"
+        t_train = 0.0
+        if variant:
+            roi = export_slices(record["data_dir"], args.out / f"roi-s{roi_size}-c{context}",
+                                every=export_params.get("roi_every", 2), size=roi_size,
+                                windows=prep["windows"], test_fraction=prep["test_fraction"],
+                                seed=prep["seed"], progress=False, roi=True, context=context)
+            values = {k: yaml.safe_load(v) for k, v in overrides.items()}  # as run --set
+            config = TrainConfig.from_dict({**tumor_run, **values})
+            model_dir = args.out / ("tumor-" + variant.replace(" ", "-").replace("=", ""))
+            t0 = time.perf_counter()
+            train(roi.out_dir, model_dir, config, verbose=0)
+            t_train = time.perf_counter() - t0
+        else:
+            model_dir = run / "models" / "tumor_unet"
+        cascade = Cascade(liver, SingleStage(model_dir), rules)
+        t0 = time.perf_counter()
+        result = evaluate(cascade, cases, args.out / f"eval-{model_dir.name}", progress=False)
+        found = int(result.summary["lesion_tp"])
+        total = found + int(result.summary["lesion_fn"])
+        print(_row(f"{name}; training {t_train:.0f} s, evaluation", result.summary,
+                   time.perf_counter() - t0) + f" {found} of {total}", flush=True)
+
+
+AREA_BINS = (0, 10, 20, 40, 80, 160, 400, 1 << 20)
+
+
+def _found_by_size(run, record) -> None:
+    """The run's tumor stage on its liver crops: 2-D tumor components by area."""
+    import numpy as np
+    import pandas as pd
+    from scipy import ndimage
+
+    from livertumor.training import load_model
+    from livertumor.training.dataset import load_manifest, make_dataset
+
+    model_dir = run / "models" / "tumor_unet"
+    model = load_model(model_dir / "model.keras", compile=False)
+    side = json.loads((model_dir / "config.json").read_text())["config"]["image_size"]
+    manifest = load_manifest(Path(record["export_dir"] + "-roi"))
+    print("\ntumor stage on its liver crops: 2-D tumor components by area (crop pixels)")
+    for split in ("train", "test"):
+        rows = manifest[(manifest["split"] == split) & (manifest["tumor_pixels"] > 0)]
+        found = []
+        for images, masks in make_dataset(rows, 32, side):
+            p = model.predict(images, verbose=0)
+            labels, probs = np.argmax(p, axis=-1), p[..., 2]
+            for mask, label, prob in zip(masks.numpy(), labels, probs, strict=True):
+                components, n = ndimage.label(mask == 2)
+                for i in range(1, n + 1):
+                    inside = components == i
+                    found.append({"area": int(inside.sum()), "p_max": float(prob[inside].max()),
+                                  "hit": float((label[inside] == 2).mean()) >= 0.3})
+        table = pd.DataFrame(found)
+        table["area"] = pd.cut(table["area"], AREA_BINS, right=False)
+        print(f"{split} ({len(rows)} crops with tumor)")
+        print(table.groupby("area", observed=True).agg(
+            components=("hit", "size"), median_p_max=("p_max", "median"),
+            found=("hit", "mean")).round(2).to_string())
+
+
 def main() -> None:
     from livertumor.evaluation import evaluate, load_test_cases
     from livertumor.export import export_slices, load_export
@@ -94,12 +189,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="demo", help="run folder under outputs/ (default demo)")
     parser.add_argument("--out", type=Path, default=PROJECT / "outputs" / "cascade-ablation")
-    parser.add_argument("--parts", nargs="+", choices=["context", "tta", "rules", "stage"],
+    parser.add_argument("--parts", nargs="+",
+                        choices=["context", "tta", "rules", "stage", "settings", "sizes"],
                         default=["context", "tta", "rules"],
                         help="what to measure (default: context, tta, rules)")
     parser.add_argument("--variants", nargs="+", default=STAGE_VARIANTS, metavar="S:UP:N",
                         help="--parts stage: crop size, upsampling (transpose or bilinear) and "
                              "steps per epoch of each tumor stage")
+    parser.add_argument("--settings", nargs="+", default=SETTINGS_VARIANTS, metavar="'K=V ...'",
+                        help="--parts settings: TrainConfig overrides of each tumor stage ('' is "
+                             "the run's own; roi_size=N exports the crops at N pixels)")
     args = parser.parse_args()
     run = PROJECT / "outputs" / args.run
     record = json.loads((run / "run.json").read_text())
@@ -112,10 +211,14 @@ def main() -> None:
     config = TrainConfig.from_dict(tumor_run)
     args.out.mkdir(parents=True, exist_ok=True)
 
+    if "sizes" in args.parts:
+        _found_by_size(run, record)
+    if "settings" in args.parts:
+        _settings_variants(args, record, prep, cases, liver, run)
     if "stage" in args.parts:
         _stage_variants(args, record, prep, cases, liver, tumor_run)
-        if args.parts == ["stage"]:
-            return
+    if not {"context", "tta", "rules"} & set(args.parts):
+        return
     own_context = export_params.get("context", 0)
     own_seconds = record["notebooks"]["04_training_tumor_unet"]["seconds"]
     print(f"test patients: {len(cases)}; tumor stage: {config}\n"
