@@ -179,7 +179,9 @@ def _patch(image, mask, size: int, key):
 
     On a slice with tumor, the patch holds one of its tumor pixels (drawn uniformly) at a
     uniform position inside the patch; otherwise the patch lies anywhere, uniformly. ``key``
-    is a stateless seed (2,) int64: the same key gives the same patch.
+    is a stateless seed (2,) int64: the same key gives the same patch. (nnU-Net's trainer
+    forces the last third of each batch onto foreground, ``oversample_foreground_percent =
+    0.33``; here the tumor slices are already drawn ``tumor_oversampling`` times as often.)
     """
     import tensorflow as tf
 
