@@ -203,6 +203,23 @@ def _patch(image, mask, size: int, key):
     return image, mask
 
 
+_PATCH_KEY_SALT = 1 << 40
+"""Added to the seed in the patches' stateless keys, so that they never equal the batch keys
+of the augmentation."""
+
+
+def _keyed_map(ds, first: int, fn):
+    """``ds`` mapped by ``fn(image, mask, key)``, where ``key`` = (``first``, the element's
+    position in the stream) as int64: a stateless random seed that does not depend on timing
+    or on the number of parallel calls."""
+    import tensorflow as tf
+
+    first = tf.constant(first, tf.int64)
+    return tf.data.Dataset.zip((ds, tf.data.Dataset.counter())).map(
+        lambda xy, k: fn(xy[0], xy[1], tf.stack([first, k])),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def _to_float(image, mask):
     import tensorflow as tf
 
@@ -327,18 +344,12 @@ def make_dataset(
         ds = tf.data.Dataset.sample_from_datasets(
             [ds, endless(tumor, 1)], weights=[1 / (1 + w_tumor), w_tumor / (1 + w_tumor)],
             seed=seed)
-    if patch_size:  # keyed by the slice's position in the stream, apart from augmentation's
-        salt = tf.constant(1 << 40, tf.int64)
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter())).map(
-            lambda xy, k: _patch(xy[0], xy[1], patch_size,
-                                 tf.stack([tf.cast(seed, tf.int64) + salt, k])),
-            num_parallel_calls=autotune, deterministic=True)
+    if patch_size:  # one patch per slice, keyed apart from the augmentation's batch keys
+        ds = _keyed_map(ds, seed + _PATCH_KEY_SALT,
+                        lambda image, mask, key: _patch(image, mask, patch_size, key))
     ds = ds.batch(batch_size, drop_remainder=True)
     if augmentation is None:
         return ds.map(_to_float, num_parallel_calls=autotune).prefetch(autotune)
-    keyed = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
-    ds = keyed.map(
-        lambda xy, k: _augment(xy[0], xy[1], augmentation,
-                               tf.stack([tf.cast(seed, tf.int64), k])),
-        num_parallel_calls=autotune, deterministic=True)
+    ds = _keyed_map(ds, seed,
+                    lambda images, masks, key: _augment(images, masks, augmentation, key))
     return ds.prefetch(autotune)

@@ -96,26 +96,26 @@ def _finished_run(model_dir: Path, config: TrainConfig) -> dict | None:
     return {**record.get("result", {}), "model_dir": str(model_dir), "already_trained": True}
 
 
-def _input_channels(prep: Path) -> int:
+def _input_channels(prep: dict) -> int:
     """Channels of the export's images: its ``channels`` list (3, plus 2k context channels)."""
-    return len(json.loads(prep.read_text()).get("channels") or ()) or 3
+    return len(prep.get("channels") or ()) or 3
 
 
-def _check_patch_side(prep: Path, config: TrainConfig) -> None:
+def _check_patch_side(prep: dict, config: TrainConfig, path: Path) -> None:
     """A model trained on patches predicts whole slices at the export's size, so it must
-    train on slices of that size.
+    train on slices of that size (``prep``: the export's ``preprocessing.json`` at ``path``).
 
     Raises
     ------
     LiverTumorError
         ``patch_size`` is set and ``image_size`` differs from the export's size.
     """
-    size = int(json.loads(prep.read_text()).get("size") or 0)
+    size = int(prep.get("size") or 0)
     if config.patch_size and config.image_size != size:
         raise LiverTumorError(
             f"patch_size needs image_size equal to the export's size ({size or 'original'}), "
             f"got {config.image_size}: the model predicts whole slices at the export's size",
-            prep)
+            path)
 
 
 def _run_record(export_dir: Path, config: TrainConfig, fit_rows, val_rows, steps: int,
@@ -292,8 +292,9 @@ def train(
     if (finished := _finished_run(model_dir, config)) is not None:
         return finished
     steps = config.steps_per_epoch or max(1, len(fit_rows) // config.batch_size)
-    channels = _input_channels(prep)
-    _check_patch_side(prep, config)
+    prep_record = json.loads(prep.read_text())
+    channels = _input_channels(prep_record)
+    _check_patch_side(prep_record, config, prep)
     record = _run_record(export_dir, config, fit_rows, val_rows, steps, channels)
     if role.is_chief:
         _start_model_dir(model_dir, record, prep)
