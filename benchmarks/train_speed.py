@@ -41,8 +41,15 @@ on the same batches already in memory as tensors, each in a fresh process, alter
 times; the fastest run of each is kept. The ratio a / b is the share of the model's speed the
 pipeline keeps; the aim is at least 90 %.
 
-Run: ``python benchmarks/train_speed.py`` (about 8 minutes on 2 CPU cores); ``--quick`` halves
-the steps; ``--steps-scale 4`` lengthens them for a GPU; ``--pipeline-only`` runs part 2.
+Part 3, batch norm: the demo U-Net (16 base filters, 128 px, batch 16) in float32 and
+mixed_bfloat16 with Keras's ``BatchNormalization``, with the fused one the trainer trains with
+(:mod:`livertumor.training.fused_norm`) and with no batch norm, in-memory arrays as in part 1;
+the fastest of two alternated fresh processes each. Part 1 trains the fused one, as training
+does.
+
+Run: ``python benchmarks/train_speed.py`` (about 10 minutes on 2 CPU cores); ``--quick`` halves
+the steps; ``--steps-scale 4`` lengthens them for a GPU; ``--pipeline-only`` runs part 2,
+``--batch-norm-only`` part 3.
 Set ``KERAS_BACKEND`` to time another backend for part 1 (the children inherit it). On a lent
 GPU machine: ``benchmarks/device_train_speed.sh`` (JAX, both models at 256 px).
 """
@@ -107,18 +114,29 @@ def jax_backend() -> bool:
     return os.environ.get("KERAS_BACKEND", "").strip().lower() == "jax"
 
 
-def compiled_model(arch: str, side: int, policy: str):
-    """The model under ``policy`` for (side, side, 3) inputs, compiled as the notebooks do."""
+def compiled_model(arch: str, side: int, policy: str, batch_norm: str = "fused",
+                   base_filters: int = 32):
+    """The model under ``policy`` for (side, side, 3) inputs, compiled as the notebooks do.
+
+    ``batch_norm``: "fused" as the trainer trains it (:func:`with_fused_batch_norm`), "keras"
+    (Keras's own layer), "none" (a U-Net without batch norm). ``base_filters``: the U-Net's.
+    """
     import keras
 
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)
+    from livertumor.training.fused_norm import with_fused_batch_norm
     from livertumor.training.losses import DiceCrossEntropy
     from livertumor.training.metrics import segmentation_metrics
     from livertumor.training.models import build_resnet50_unet, build_unet
 
-    builder = build_unet if arch == "unet" else build_resnet50_unet
-    model = builder(input_shape=(side, side, 3))
+    if arch == "unet":
+        model = build_unet(input_shape=(side, side, 3), base_filters=base_filters,
+                           batch_norm=batch_norm != "none")
+    else:
+        model = build_resnet50_unet(input_shape=(side, side, 3))
+    if batch_norm == "fused":
+        model = with_fused_batch_norm(model)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=DiceCrossEntropy(),
                   metrics=segmentation_metrics())
     return model
@@ -157,11 +175,12 @@ def timed_fit(model, x, y, batch: int, warmup: int) -> dict:
             "total_s": time.perf_counter() - t0}
 
 
-def child(arch: str, side: int, policy: str, warmup: int, steps: int, batch: int = BATCH) -> None:
+def child(arch: str, side: int, policy: str, warmup: int, steps: int, batch: int = BATCH,
+          batch_norm: str = "fused", base_filters: int = 32) -> None:
     """Build, compile and time one configuration; print one JSON line."""
     import keras
 
-    model = compiled_model(arch, side, policy)
+    model = compiled_model(arch, side, policy, batch_norm, base_filters)
     x, y = synthetic_batches(batch, side, warmup + steps)
     fit = timed_fit(model, x, y, batch, warmup)
     print(json.dumps({
@@ -284,16 +303,9 @@ def pipeline_child(source: str, export_dir: str, steps: int) -> None:
     import tensorflow as tf
 
     from livertumor.training.dataset import load_manifest, make_dataset
-    from livertumor.training.losses import DiceCrossEntropy
-    from livertumor.training.metrics import segmentation_metrics
-    from livertumor.training.models import build_unet
 
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
     rows = load_manifest(export_dir)
-    keras.utils.set_random_seed(0)
-    model = build_unet((128, 128, 3), base_filters=16)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=DiceCrossEntropy(),
-                  metrics=segmentation_metrics())
+    model = compiled_model("unet", 128, "mixed_bfloat16", "fused", base_filters=16)
     ds = make_dataset(rows, BATCH, 128, training=True, seed=0)
     if source == "in-memory":
         batches = [b for b in ds.take(8)]
@@ -313,10 +325,10 @@ def pipeline_child(source: str, export_dir: str, steps: int) -> None:
 
 
 def run_child(arch: str, side: int, policy: str, warmup: int, steps: int,
-              batch: int = BATCH) -> dict:
+              batch: int = BATCH, batch_norm: str = "fused", base_filters: int = 32) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     cmd = [sys.executable, __file__, "--child", arch, str(side), policy, str(warmup), str(steps),
-           str(batch)]
+           str(batch), batch_norm, str(base_filters)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{arch} {side}px {policy} failed:\n{out.stderr[-3000:]}")
@@ -359,12 +371,16 @@ def main(argv=None) -> None:
     parser.add_argument("--json", metavar="PATH",
                         help="JAX backend: append each configuration's figures as a JSON line")
     parser.add_argument("--pipeline-only", action="store_true", help="only part 2")
+    parser.add_argument("--batch-norm-only", action="store_true", help="only part 3")
     args = parser.parse_args(argv)
     scale = args.steps_scale * (0.5 if args.quick else 1.0)
     sides = {side for _, side in STEPS}
     for side in args.side or ():
         if side % 32 or (not jax_backend() and side not in sides):
             parser.error(f"--side {side}: 128 or 256 (any multiple of 32 on the JAX backend)")
+    if args.batch_norm_only:
+        batch_norm_table(max(4, round(16 * scale)), repeat=2)
+        return
     if not args.pipeline_only:
         if jax_backend():
             jax_table(args, scale)
@@ -373,6 +389,27 @@ def main(argv=None) -> None:
             return
         models_table(args, scale)
     pipeline_table(max(4, round(40 * scale)), repeat=3)
+    if not args.pipeline_only:
+        batch_norm_table(max(4, round(16 * scale)), repeat=2)
+
+
+def batch_norm_table(steps: int, repeat: int) -> None:
+    """Part 3: the demo U-Net (16 filters, 128 px, batch 16) with Keras's batch norm, with the
+    fused one training uses, and without batch norm, in float32 and mixed_bfloat16; one fresh
+    process each, the three alternated ``repeat`` times, the fastest run of each kept."""
+    modes = ("keras", "fused", "none")
+    print(f"\nbatch norm, demo U-Net (16 filters, 128 px, batch {BATCH}), {steps} steps, the "
+          f"fastest of {repeat} fresh processes each:")
+    print(f"  {'policy':<15} " + " ".join(f"{m + ' img/s':>12}" for m in modes)
+          + f" {'fused/keras':>12}")
+    for policy in POLICIES:
+        rates = {mode: 0.0 for mode in modes}
+        for _ in range(repeat):
+            for mode in modes:
+                r = run_child("unet", 128, policy, 2, steps, BATCH, mode, 16)
+                rates[mode] = max(rates[mode], r["images_per_s"])
+        print(f"  {policy:<15} " + " ".join(f"{rates[m]:12.1f}" for m in modes)
+              + f" {rates['fused'] / rates['keras']:11.2f}x", flush=True)
 
 
 def pipeline_table(steps: int, repeat: int) -> None:
@@ -528,9 +565,9 @@ if __name__ == "__main__":
         make_pipeline_export(sys.argv[2])
     elif len(sys.argv) == 5 and sys.argv[1] == "--pipeline":
         pipeline_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
-    elif len(sys.argv) in (7, 8) and sys.argv[1] == "--child":
-        child(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]),
-              *map(int, sys.argv[7:]))
+    elif len(sys.argv) == 10 and sys.argv[1] == "--child":
+        a = sys.argv[2:]
+        child(a[0], int(a[1]), a[2], int(a[3]), int(a[4]), int(a[5]), a[6], int(a[7]))
     elif len(sys.argv) == 10 and sys.argv[1] == "--jax-child":
         a = sys.argv[2:]
         jax_child(a[0], int(a[1]), a[2], int(a[3]), int(a[4]), int(a[5]), int(a[6]), float(a[7]))

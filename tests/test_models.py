@@ -309,19 +309,22 @@ PLAIN_KERAS_LOADER = textwrap.dedent("""
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer:UserWarning")
 def test_saved_models_load_with_plain_keras_in_a_process_without_livertumor(tmp_path):
-    from livertumor.training import TrainConfig, build_model
+    # model.keras as the trainer writes it: compiled as training compiles it (this package's
+    # loss and metrics, the fused batch norms of training), saved by _save_final_model
+    from livertumor.training import TrainConfig
+    from livertumor.training.trainer import _compiled_model, _save_final_model
 
     x = images(2)
     np.save(tmp_path / "x.npy", x)
     expected = {}
     for architecture in ("unet", "resnet50_unet"):
         config = TrainConfig(architecture=architecture, image_size=64, base_filters=8, depth=3)
-        model = build_model(config)
-        # compiled as training compiles it: the loss and metrics are this package's classes
-        model.compile(optimizer="adam", loss=DiceCrossEntropy(), metrics=segmentation_metrics())
-        path = tmp_path / f"{architecture}.keras"
-        model.save(path)
-        expected[path] = model.predict(x, verbose=0)
+        model = _compiled_model(config, DiceCrossEntropy(), steps=1, with_metrics=True)
+        assert any(type(layer).__name__ == "FusedBatchNormalization" for layer in model.layers)
+        model_dir = tmp_path / architecture
+        model_dir.mkdir()
+        _save_final_model(model, model_dir, chief=True, best_in_memory=True)
+        expected[model_dir / "model.keras"] = model.predict(x, verbose=0)
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"

@@ -421,7 +421,8 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
     LiverTumorError
         When the file does not exist.
     """
-    from . import legacy_layers  # noqa: F401  (registers the layers of older files)
+    from . import fused_norm, legacy_layers  # noqa: F401  (register the checkpoints' and
+    # older files' layers)
 
     path = Path(path)
     if not path.is_file():

@@ -187,9 +187,10 @@ def _compiled_model(config: TrainConfig, loss, steps: int, with_metrics: bool,
     """
     import keras
 
+    from .fused_norm import with_fused_batch_norm
     from .metrics import segmentation_metrics
 
-    model = build_model(config, channels)
+    model = with_fused_batch_norm(build_model(config, channels))
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=config.epochs * steps, alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss,
@@ -213,6 +214,7 @@ def _save_final_model(model, model_dir: Path, chief: bool, best_in_memory: bool)
     the SHA-256 of the weights."""
     from ..atomic import atomic_path
     from .distributed import weights_digest
+    from .fused_norm import with_builtin_batch_norm
 
     best_path = model_dir / "best.keras"
     if best_path.exists() and not best_in_memory:
@@ -220,7 +222,7 @@ def _save_final_model(model, model_dir: Path, chief: bool, best_in_memory: bool)
     digest = weights_digest(model)
     if chief:
         with atomic_path(model_dir / "model.keras", keep_suffix=True) as tmp:
-            model.save(tmp)
+            with_builtin_batch_norm(model).save(tmp)
     return digest
 
 
