@@ -61,41 +61,61 @@ def _header(what: str) -> str:
             + "|---" * (len(KEYS) + 2) + "|")
 
 
+def _export_train_score(args, record, prep, cases, liver, rules, name: str, *, size: int,
+                        context: int, every: int, config=None, model_dir: Path | None = None):
+    """One tumor stage in the run's cascade: the liver crops at ``size`` px with ``context``
+    neighbouring slices per side, every ``every``-th slice (exported into ``args.out``; an
+    export already there is reused), a tumor stage trained on them with ``config`` into
+    ``args.out / "tumor-<name>"`` (or the finished ``model_dir``, not trained again), and the
+    cascade of the run's liver stage, that tumor stage and ``rules`` evaluated on ``cases``.
+
+    Returns (export seconds, training seconds (0 when not trained), evaluation seconds, the
+    evaluation's summary dict).
+    """
+    from livertumor.evaluation import evaluate
+    from livertumor.export import export_slices
+    from livertumor.inference import Cascade, SingleStage
+    from livertumor.training import train
+
+    t0 = time.perf_counter()
+    roi = export_slices(record["data_dir"], args.out / f"roi-s{size}-c{context}", every=every,
+                        size=size, windows=prep["windows"], test_fraction=prep["test_fraction"],
+                        seed=prep["seed"], progress=False, roi=True, context=context)
+    t_export = time.perf_counter() - t0
+    t_train = 0.0
+    if model_dir is None:
+        model_dir = args.out / f"tumor-{name}"
+        t0 = time.perf_counter()
+        train(roi.out_dir, model_dir, config, verbose=0)
+        t_train = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = evaluate(Cascade(liver, SingleStage(model_dir), rules), cases,
+                      args.out / f"eval-{name}", progress=False)
+    return t_export, t_train, time.perf_counter() - t0, result.summary
+
+
 STAGE_VARIANTS = ["128:transpose:90", "128:bilinear:90", "160:bilinear:90", "160:transpose:90",
                   "128:transpose:270"]
 
 
 def _stage_variants(args, record, prep, cases, liver, tumor_run) -> None:
     """One tumor stage per SIZE:UPSAMPLING:STEPS, without context, in the run's cascade."""
-    from livertumor.evaluation import evaluate
-    from livertumor.export import export_slices
-    from livertumor.inference import Cascade, PostProcessing, SingleStage
-    from livertumor.training import TrainConfig, train
+    from livertumor.inference import PostProcessing
+    from livertumor.training import TrainConfig
 
     print("\n" + _header("tumor stage (context 0): size, upsampling, steps per epoch"))
     for variant in args.variants:
         size, upsampling, steps = variant.split(":")
-        t0 = time.perf_counter()
-        roi = export_slices(record["data_dir"], args.out / f"roi-s{size}-c0", every=2,
-                            size=int(size), windows=prep["windows"],
-                            test_fraction=prep["test_fraction"], seed=prep["seed"],
-                            progress=False, roi=True, context=0)
-        t_export = time.perf_counter() - t0
         config = TrainConfig.from_dict({**tumor_run, "image_size": int(size),
                                         "upsampling": upsampling,
                                         "steps_per_epoch": int(steps)})
-        model_dir = args.out / f"tumor-s{size}-{upsampling}-{steps}"
-        t0 = time.perf_counter()
-        train(roi.out_dir, model_dir, config, verbose=0)
-        t_train = time.perf_counter() - t0
-        cascade = Cascade(liver, SingleStage(model_dir),
-                          PostProcessing(largest_liver=True, min_tumor_ml=0.05))
-        t0 = time.perf_counter()
-        result = evaluate(cascade, cases, args.out / f"eval-s{size}-{upsampling}-{steps}",
-                          progress=False)
+        t_export, t_train, t_eval, summary = _export_train_score(
+            args, record, prep, cases, liver, PostProcessing(largest_liver=True,
+                                                             min_tumor_ml=0.05),
+            f"s{size}-{upsampling}-{steps}", size=int(size), context=0, every=2, config=config)
         name = (f"{size} px, {upsampling}, {config.epochs} x {steps}; export {t_export:.0f} s, "
                 f"training {t_train:.0f} s, evaluation")
-        print(_row(name, result.summary, time.perf_counter() - t0), flush=True)
+        print(_row(name, summary, t_eval), flush=True)
 
 
 SETTINGS_VARIANTS = ["", "tumor_weight=3", "learning_rate=0.003", "base_filters=32",
@@ -104,14 +124,11 @@ SETTINGS_VARIANTS = ["", "tumor_weight=3", "learning_rate=0.003", "base_filters=
 
 def _settings_variants(args, record, prep, cases, liver, run) -> None:
     """One tumor stage per ``--settings`` variant, in the run's cascade and rules."""
-    from livertumor.evaluation import evaluate
-    from livertumor.export import export_slices
-    from livertumor.inference import Cascade, PostProcessing, SingleStage
-    from livertumor.training import TrainConfig, train
+    from livertumor.inference import PostProcessing
+    from livertumor.training import TrainConfig
 
     tumor_run = record["notebooks"]["04_training_tumor_unet"]["parameters"]
     export_params = record["notebooks"]["03_slice_export"]["parameters"]
-    context = export_params.get("context", 0)
     rules = PostProcessing(**json.loads(
         (run / "models" / "cascade" / "cascade.json").read_text())["postprocess"])
     print(f"\ntumor stage settings (rules: {rules.as_dict()}; after each row: lesions found "
@@ -119,28 +136,18 @@ def _settings_variants(args, record, prep, cases, liver, run) -> None:
     for variant in args.settings:
         overrides = dict(item.split("=", 1) for item in variant.split())
         roi_size = int(overrides.pop("roi_size", export_params.get("roi_size", 128)))
+        values = {k: yaml.safe_load(v) for k, v in overrides.items()}  # as run --set
+        _, t_train, t_eval, summary = _export_train_score(
+            args, record, prep, cases, liver, rules,
+            variant.replace(" ", "-").replace("=", "") or "own", size=roi_size,
+            context=export_params.get("context", 0), every=export_params.get("roi_every", 2),
+            config=TrainConfig.from_dict({**tumor_run, **values}),
+            model_dir=None if variant else run / "models" / "tumor_unet")
+        found = int(summary["lesion_tp"])
+        total = found + int(summary["lesion_fn"])
         name = variant or "the run's own tumor stage"
-        t_train = 0.0
-        if variant:
-            roi = export_slices(record["data_dir"], args.out / f"roi-s{roi_size}-c{context}",
-                                every=export_params.get("roi_every", 2), size=roi_size,
-                                windows=prep["windows"], test_fraction=prep["test_fraction"],
-                                seed=prep["seed"], progress=False, roi=True, context=context)
-            values = {k: yaml.safe_load(v) for k, v in overrides.items()}  # as run --set
-            config = TrainConfig.from_dict({**tumor_run, **values})
-            model_dir = args.out / ("tumor-" + variant.replace(" ", "-").replace("=", ""))
-            t0 = time.perf_counter()
-            train(roi.out_dir, model_dir, config, verbose=0)
-            t_train = time.perf_counter() - t0
-        else:
-            model_dir = run / "models" / "tumor_unet"
-        cascade = Cascade(liver, SingleStage(model_dir), rules)
-        t0 = time.perf_counter()
-        result = evaluate(cascade, cases, args.out / f"eval-{model_dir.name}", progress=False)
-        found = int(result.summary["lesion_tp"])
-        total = found + int(result.summary["lesion_fn"])
-        print(_row(f"{name}; training {t_train:.0f} s, evaluation", result.summary,
-                   time.perf_counter() - t0) + f" {found} of {total}", flush=True)
+        print(_row(f"{name}; training {t_train:.0f} s, evaluation", summary, t_eval)
+              + f" {found} of {total}", flush=True)
 
 
 AREA_BINS = (0, 10, 20, 40, 80, 160, 400, 1 << 20)
@@ -182,9 +189,9 @@ def _found_by_size(run, record) -> None:
 
 def main() -> None:
     from livertumor.evaluation import evaluate, load_test_cases
-    from livertumor.export import export_slices, load_export
+    from livertumor.export import load_export
     from livertumor.inference import Cascade, PostProcessing, SingleStage
-    from livertumor.training import TrainConfig, train
+    from livertumor.training import TrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="demo", help="run folder under outputs/ (default demo)")
@@ -225,32 +232,19 @@ def main() -> None:
           f"(context {own_context}: the run's own tumor stage; its training seconds are those "
           "of its notebook)\n")
     print(_header("tumor stage input"))
-    stages = {own_context: SingleStage(run / "models" / "tumor_unet")}
     for context in (0, 1) if "context" in args.parts else ():
-        t0 = time.perf_counter()
-        roi = export_slices(record["data_dir"], args.out / f"roi-context{context}",
-                            every=export_params.get("roi_every", 2),
-                            size=export_params.get("roi_size", 128), windows=prep["windows"],
-                            test_fraction=prep["test_fraction"], seed=prep["seed"],
-                            progress=False, roi=True, context=context)
-        t_export = time.perf_counter() - t0
-        model_dir = args.out / f"tumor-context{context}"
-        if context == own_context:  # the run's own tumor stage, trained with this config
-            model_dir, t_train = run / "models" / "tumor_unet", own_seconds
-        else:
-            t0 = time.perf_counter()
-            train(roi.out_dir, model_dir, config, verbose=0)
-            t_train = time.perf_counter() - t0
-        stages[context] = SingleStage(model_dir)
-        cascade = Cascade(liver, stages[context], PostProcessing(largest_liver=True,
-                                                                  min_tumor_ml=0.05))
-        t0 = time.perf_counter()
-        result = evaluate(cascade, cases, args.out / f"eval-context{context}", progress=False)
-        t_eval = time.perf_counter() - t0
+        own = run / "models" / "tumor_unet" if context == own_context else None
+        t_export, t_train, t_eval, summary = _export_train_score(
+            args, record, prep, cases, liver, PostProcessing(largest_liver=True,
+                                                             min_tumor_ml=0.05),
+            f"context{context}", size=export_params.get("roi_size", 128), context=context,
+            every=export_params.get("roi_every", 2), config=config, model_dir=own)
+        t_train = own_seconds if own else t_train  # the run's own: its notebook's seconds
         print(_row(f"{3 + 2 * context} channels (context {context}); export {t_export:.0f} s, "
-                   f"training {t_train:.0f} s, evaluation", result.summary, t_eval), flush=True)
+                   f"training {t_train:.0f} s, evaluation", summary, t_eval), flush=True)
 
-    best = stages[1]
+    best = SingleStage(run / "models" / "tumor_unet" if own_context == 1
+                       else args.out / "tumor-context1")
     print("\n" + _header("cascade (context 1) with"))
     for name, tta in (("no TTA", False), ("TTA (zooms 0.9, 1, 1.1)", True)):
         if "tta" not in args.parts or (not tta and "context" in args.parts):
