@@ -20,7 +20,7 @@ training (:func:`with_fused_batch_norm`) and swaps the built-in layer back befor
 
 The kernel returns the batch variance with Bessel's correction (n / (n - 1)); the moving
 variance here is updated with the uncorrected one, as the parent does, so both layers give the
-same moving statistics (``tests/test_models.py``).
+same moving statistics (``tests/test_fused_norm.py``).
 """
 
 from __future__ import annotations
