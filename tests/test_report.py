@@ -63,7 +63,8 @@ def test_html_report_is_standalone_and_says_what_it_is():
     assert "src='http" not in page and 'src="http' not in page
     assert "Synthetic data" in page and LIMITATIONS[:40] in page
     assert "Patient 7" in page and f"{summary['liver_ml']:.0f}" in page
-    assert "Reference tumors found by the model: 1 of 2" in page
+    assert "the LiTS rule): 1 of 2; outlined only in part: 0" in page
+    assert "where the reference has none: 1" in page
 
 
 def test_long_tumor_lists_are_cut():
@@ -89,4 +90,26 @@ def test_findings_list_found_false_positive_and_missed_tumors_with_their_slice()
     page = render_html([{"summary": f.summary, "tumors": f.tumors, "missed": f.missed,
                          "figure": None}], "t", False, "cascade", "now")
     assert "the model missed" in page and "false positive" in page
+    assert list(f.missed["overlap"]) == ["not marked"]
+    assert (f.summary["outlined_in_part"], f.summary["no_reference"]) == (0, 1)
     assert findings(pred, None, SPACING, "new").missed.empty
+
+
+def test_a_tumor_outlined_in_part_is_named_so_not_a_false_positive_without_reference():
+    # LiTS counts a predicted tumor whose overlap with the reference tumor stays at IoU <= 0.5
+    # as a false positive and the reference tumor as missed; the report says what it is
+    from livertumor.evaluation.report import findings
+
+    truth, pred = labels_with_two_tumors()
+    pred[10:16, 8:14, 3:7] = 1
+    pred[10:13, 8:14, 3:7] = 2      # the first tumor's upper half: IoU 0.5, not above
+    f = findings(pred, truth, SPACING, case_id=7)
+    assert (f.summary["found"], f.summary["missed"], f.summary["false_positive"]) == (1, 1, 2)
+    assert (f.summary["outlined_in_part"], f.summary["no_reference"]) == (1, 1)
+    assert list(f.tumors["finding"]) == ["found", "outlined in part (IoU 0.50)",
+                                         "false positive"]
+    assert f.tumors["iou"].iloc[1] == pytest.approx(0.5)
+    assert list(f.missed["overlap"]) == ["outlined in part (IoU 0.50)"]
+    page = render_html([{"summary": f.summary, "tumors": f.tumors, "missed": f.missed,
+                         "figure": None}], "t", False, "cascade", "now")
+    assert "outlined only in part: 1" in page and "where the reference has none: 1" in page

@@ -46,14 +46,21 @@ class Findings:
     Attributes
     ----------
     summary : dict with ``case_id``, ``liver_ml`` / ``tumor_ml`` / ``tumor_count`` /
-        ``burden_pct`` (predicted) and the same with ``ref_`` prefix (reference), and
-        ``found`` / ``missed`` / ``false_positive`` lesion counts when a reference exists.
+        ``burden_pct`` (predicted) and the same with ``ref_`` prefix (reference), and, when a
+        reference exists, the LiTS lesion counts ``found`` / ``missed`` / ``false_positive``
+        (:func:`~.lesions.detect_lesions`: a reference tumor counts as found when the predicted
+        tumors overlapping it reach an IoU above 0.5) and what a reader needs besides them:
+        ``outlined_in_part`` (missed reference tumors that predicted tumors overlap) and
+        ``no_reference`` (predicted tumors that overlap no reference tumor; the other false
+        positives outline a reference tumor in part).
     tumors : DataFrame, one row per predicted tumor, largest first: ``tumor`` (1, 2, ...),
-        ``volume_ml``, ``diameter_mm``, ``matches_reference`` (bool or None), ``finding``
-        ("found", "false positive", or "" without a reference) and ``slice`` (the axial slice
-        where it is largest).
+        ``volume_ml``, ``diameter_mm``, ``matches_reference`` (bool or None), ``iou`` (of its
+        group with the reference tumors it overlaps; 0 when none, NaN without a reference),
+        ``finding`` ("found", "outlined in part (IoU 0.41)", "false positive", or "" without a
+        reference) and ``slice`` (the axial slice where it is largest).
     missed : DataFrame, one row per reference tumor the prediction did not find, largest
-        first: ``volume_ml``, ``diameter_mm``, ``slice`` (empty without a reference).
+        first: ``volume_ml``, ``diameter_mm``, ``slice``, ``overlap`` ("outlined in part (IoU
+        0.41)" or "not marked"); empty without a reference.
     """
 
     summary: dict
@@ -86,25 +93,39 @@ def findings(pred: np.ndarray, truth: np.ndarray | None, spacing: tuple[float, f
     summary = {"case_id": case_id, **numbers(pred, "")}
     if truth is not None:
         summary.update(numbers(truth, "ref_"))
-        summary.update(found=int(det["tp"]), missed=int(det["fn"]),
-                       false_positive=int(det["fp"]))
     predicted = lesions[lesions["kind"] == "prediction"].sort_values("voxels", ascending=False)
     matched = predicted["detected"].to_numpy(bool)
+    iou = predicted["iou"].to_numpy(float)
+    ref = lesions[(lesions["kind"] == "reference") & ~lesions["detected"].astype(bool)]
+    ref = ref.sort_values("voxels", ascending=False)
+    if truth is not None:
+        summary.update(found=int(det["tp"]), missed=int(det["fn"]),
+                       false_positive=int(det["fp"]),
+                       outlined_in_part=int((ref["iou"] > 0).sum()),
+                       no_reference=int(((~matched) & (iou <= 0)).sum()))
     tumors = pd.DataFrame({
         "tumor": np.arange(1, len(predicted) + 1),
         "volume_ml": predicted["volume_ml"].to_numpy(float),
         "diameter_mm": predicted["diameter_mm"].to_numpy(float),
         "matches_reference": matched if truth is not None else [None] * len(predicted),
-        "finding": (np.where(matched, "found", "false positive") if truth is not None
-                    else [""] * len(predicted)),
+        "iou": iou if truth is not None else np.full(len(predicted), np.nan),
+        "finding": ([_verdict(d, v, "false positive") for d, v in zip(matched, iou, strict=True)]
+                    if truth is not None else [""] * len(predicted)),
         "slice": predicted["largest_slice"].to_numpy(int),
     })
-    ref = lesions[(lesions["kind"] == "reference") & ~lesions["detected"].astype(bool)]
-    ref = ref.sort_values("voxels", ascending=False)
     missed = pd.DataFrame({"volume_ml": ref["volume_ml"].to_numpy(float),
                            "diameter_mm": ref["diameter_mm"].to_numpy(float),
-                           "slice": ref["largest_slice"].to_numpy(int)})
+                           "slice": ref["largest_slice"].to_numpy(int),
+                           "overlap": [_verdict(False, v, "not marked") for v in ref["iou"]]})
     return Findings(summary, tumors, missed)
+
+
+def _verdict(detected: bool, iou: float, without_overlap: str) -> str:
+    """How the report names a lesion: "found" (LiTS: group IoU above 0.5), "outlined in part
+    (IoU x)" (it overlaps, below the threshold), else ``without_overlap``."""
+    if detected:
+        return "found"
+    return f"outlined in part (IoU {iou:.2f})" if iou > 0 else without_overlap
 
 
 def patient_findings(pred: np.ndarray, truth: np.ndarray | None,
@@ -248,9 +269,10 @@ def render_html(patients: list[dict], title: str, synthetic: bool, model_name: s
             table = table.drop(columns="reference segmentation")
         parts.append(table.to_html(index=False, escape=True))
         if "found" in s:
-            parts.append(f"<p>Reference tumors found by the model: {s['found']} of "
-                         f"{s['found'] + s['missed']}; marked by the model without a "
-                         f"reference tumor: {s['false_positive']}.</p>")
+            parts.append(f"<p>Reference tumors found by the model (overlap IoU above 0.5, the "
+                         f"LiTS rule): {s['found']} of {s['found'] + s['missed']}; outlined "
+                         f"only in part: {s['outlined_in_part']}. Tumors marked by the model "
+                         f"where the reference has none: {s['no_reference']}.</p>")
         tumors = p["tumors"]
         rest = tumors.iloc[max_tumors:]
         tumors = tumors.iloc[:max_tumors]
@@ -275,7 +297,8 @@ def render_html(patients: list[dict], title: str, synthetic: bool, model_name: s
             shown = pd.DataFrame({
                 "volume (mL)": [_fmt(v, 2) for v in missed["volume_ml"]],
                 "largest axial diameter (mm)": [_fmt(v, 0) for v in missed["diameter_mm"]],
-                "axial slice": missed["slice"]})
+                "axial slice": missed["slice"],
+                "by the model": missed["overlap"] if "overlap" in missed else "n/a"})
             parts += ["<p>Tumors of the reference segmentation the model missed:</p>",
                       shown.to_html(index=False, escape=True)]
         if p.get("figure") is not None:
