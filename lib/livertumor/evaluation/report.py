@@ -254,62 +254,70 @@ def render_html(patients: list[dict], title: str, synthetic: bool, model_name: s
     } for p in patients])
     parts += ["<h2>Overview (model)</h2>", overview.to_html(index=False, escape=True)]
     for p in patients:
-        s = p["summary"]
-        parts.append(f"<h2>Patient {html.escape(str(s['case_id']))}</h2>")
-        if p.get("identifiers"):
-            ids = pd.DataFrame(list(p["identifiers"].items()), columns=["study", ""])
-            parts.append(ids.to_html(index=False, escape=True))
-        rows = [("Liver volume (mL)", _fmt(s["liver_ml"], 0), _fmt(s.get("ref_liver_ml"), 0)),
-                ("Number of tumors", s["tumor_count"], s.get("ref_tumor_count", "n/a")),
-                ("Total tumor volume (mL)", _fmt(s["tumor_ml"]), _fmt(s.get("ref_tumor_ml"))),
-                ("Tumor burden (% of liver)", _fmt(s["burden_pct"], 2),
-                 _fmt(s.get("ref_burden_pct"), 2))]
-        table = pd.DataFrame(rows, columns=["", "model", "reference segmentation"])
-        if "ref_liver_ml" not in s:  # a new patient: no reference
-            table = table.drop(columns="reference segmentation")
-        parts.append(table.to_html(index=False, escape=True))
-        if "found" in s:
-            parts.append(f"<p>Reference tumors found by the model (overlap IoU above 0.5, the "
-                         f"LiTS rule): {s['found']} of {s['found'] + s['missed']}; outlined "
-                         f"only in part: {s['outlined_in_part']}. Tumors marked by the model "
-                         f"where the reference has none: {s['no_reference']}.</p>")
-        tumors = p["tumors"]
-        rest = tumors.iloc[max_tumors:]
-        tumors = tumors.iloc[:max_tumors]
-        if len(tumors):
-            shown = pd.DataFrame({
-                "tumor": tumors["tumor"],
-                "volume (mL)": [_fmt(v, 2) for v in tumors["volume_ml"]],
-                "largest axial diameter (mm)": [_fmt(v, 0) for v in tumors["diameter_mm"]],
-                "axial slice": tumors["slice"] if "slice" in tumors else "n/a",
-                "finding": [(f or "n/a") for f in tumors["finding"]]
-                if "finding" in tumors else "n/a",
-            })
-            parts += ["<p>Tumors marked by the model, largest first:</p>",
-                      shown.to_html(index=False, escape=True)]
-            if len(rest):
-                parts.append(f"<p>… and {len(rest)} smaller ones, "
-                             f"{rest['volume_ml'].sum():.1f} mL together.</p>")
-        else:
-            parts.append("<p>The model marked no tumor.</p>")
-        missed = p.get("missed")
-        if missed is not None and len(missed):
-            shown = pd.DataFrame({
-                "volume (mL)": [_fmt(v, 2) for v in missed["volume_ml"]],
-                "largest axial diameter (mm)": [_fmt(v, 0) for v in missed["diameter_mm"]],
-                "axial slice": missed["slice"],
-                "by the model": missed["overlap"] if "overlap" in missed else "n/a"})
-            parts += ["<p>Tumors of the reference segmentation the model missed:</p>",
-                      shown.to_html(index=False, escape=True)]
-        if p.get("figure") is not None:
-            lines = ("Solid lines: model; dashed: reference." if "ref_liver_ml" in s
-                     else "Lines: model (no reference segmentation).")
-            parts.append(f"<p><img alt='key slices of patient {s['case_id']}' "
-                         f"src='data:image/png;base64,{_png_base64(p['figure'])}'></p>"
-                         f"<p class='small'>{lines} Green: liver; red: tumor. Radiological "
-                         "view: the patient's right on the left.</p>")
+        parts += _patient_html(p, max_tumors)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _patient_html(p: dict, max_tumors: int) -> list[str]:
+    """One patient's section of :func:`render_html` (``p`` as there): heading, identifiers,
+    the model / reference table, the detection sentence, the tumors marked (at most
+    ``max_tumors``), the missed ones and the figure; a list of HTML fragments."""
+    s = p["summary"]
+    parts = [f"<h2>Patient {html.escape(str(s['case_id']))}</h2>"]
+    if p.get("identifiers"):
+        ids = pd.DataFrame(list(p["identifiers"].items()), columns=["study", ""])
+        parts.append(ids.to_html(index=False, escape=True))
+    rows = [("Liver volume (mL)", _fmt(s["liver_ml"], 0), _fmt(s.get("ref_liver_ml"), 0)),
+            ("Number of tumors", s["tumor_count"], s.get("ref_tumor_count", "n/a")),
+            ("Total tumor volume (mL)", _fmt(s["tumor_ml"]), _fmt(s.get("ref_tumor_ml"))),
+            ("Tumor burden (% of liver)", _fmt(s["burden_pct"], 2),
+             _fmt(s.get("ref_burden_pct"), 2))]
+    table = pd.DataFrame(rows, columns=["", "model", "reference segmentation"])
+    if "ref_liver_ml" not in s:  # a new patient: no reference
+        table = table.drop(columns="reference segmentation")
+    parts.append(table.to_html(index=False, escape=True))
+    if "found" in s:
+        parts.append(f"<p>Reference tumors found by the model (overlap IoU above 0.5, the "
+                     f"LiTS rule): {s['found']} of {s['found'] + s['missed']}; outlined "
+                     f"only in part: {s['outlined_in_part']}. Tumors marked by the model "
+                     f"where the reference has none: {s['no_reference']}.</p>")
+    tumors = p["tumors"]
+    rest = tumors.iloc[max_tumors:]
+    tumors = tumors.iloc[:max_tumors]
+    if len(tumors):
+        shown = pd.DataFrame({
+            "tumor": tumors["tumor"],
+            "volume (mL)": [_fmt(v, 2) for v in tumors["volume_ml"]],
+            "largest axial diameter (mm)": [_fmt(v, 0) for v in tumors["diameter_mm"]],
+            "axial slice": tumors["slice"] if "slice" in tumors else "n/a",
+            "finding": [(f or "n/a") for f in tumors["finding"]]
+            if "finding" in tumors else "n/a",
+        })
+        parts += ["<p>Tumors marked by the model, largest first:</p>",
+                  shown.to_html(index=False, escape=True)]
+        if len(rest):
+            parts.append(f"<p>… and {len(rest)} smaller ones, "
+                         f"{rest['volume_ml'].sum():.1f} mL together.</p>")
+    else:
+        parts.append("<p>The model marked no tumor.</p>")
+    missed = p.get("missed")
+    if missed is not None and len(missed):
+        shown = pd.DataFrame({
+            "volume (mL)": [_fmt(v, 2) for v in missed["volume_ml"]],
+            "largest axial diameter (mm)": [_fmt(v, 0) for v in missed["diameter_mm"]],
+            "axial slice": missed["slice"],
+            "by the model": missed["overlap"] if "overlap" in missed else "n/a"})
+        parts += ["<p>Tumors of the reference segmentation the model missed:</p>",
+                  shown.to_html(index=False, escape=True)]
+    if p.get("figure") is not None:
+        lines = ("Solid lines: model; dashed: reference." if "ref_liver_ml" in s
+                 else "Lines: model (no reference segmentation).")
+        parts.append(f"<p><img alt='key slices of patient {s['case_id']}' "
+                     f"src='data:image/png;base64,{_png_base64(p['figure'])}'></p>"
+                     f"<p class='small'>{lines} Green: liver; red: tumor. Radiological "
+                     "view: the patient's right on the left.</p>")
+    return parts
 
 
 def write_html(text: str, path: str | Path) -> Path:
