@@ -179,8 +179,9 @@ def _replicas(strategy, batch_size: int, model_dir: Path) -> int:
 
 def _compiled_model(config: TrainConfig, loss, steps: int, with_metrics: bool,
                     channels: int = 3):
-    """The model of ``config`` for ``channels`` input channels, compiled with Adam on a
-    cosine-decaying learning rate.
+    """The model of ``config`` for ``channels`` input channels, its batch norms on
+    TensorFlow's fused kernel (:mod:`.fused_norm`), compiled with Adam on a cosine-decaying
+    learning rate.
 
     Call under the strategy's scope. ``with_metrics=False`` for the multi-worker loop, which
     keeps its own metrics.
@@ -210,8 +211,9 @@ def _best_is_in_memory(model_dir: Path, history_before: pd.DataFrame) -> bool:
 
 def _save_final_model(model, model_dir: Path, chief: bool, best_in_memory: bool) -> str:
     """Load the best epoch's weights (if any, unless ``best_in_memory``: reading a ResNet-50
-    checkpoint takes tens of seconds), save ``model.keras`` (chief only, atomically); return
-    the SHA-256 of the weights."""
+    checkpoint takes tens of seconds), save ``model.keras`` (chief only, atomically) with
+    Keras's own batch norm layers in place of the fused ones training used; return the
+    SHA-256 of the weights."""
     from ..atomic import atomic_path
     from .distributed import weights_digest
     from .fused_norm import with_builtin_batch_norm
