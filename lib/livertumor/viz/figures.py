@@ -402,7 +402,7 @@ def dice_distribution_figure(per_case: dict, per_slice: dict | None = None) -> p
         slices = pd.concat([t.assign(model=name) for name, t in per_slice.items()],
                            ignore_index=True).dropna(subset=["dice"])
         sns.violinplot(slices, x="structure", y="dice", hue="model", ax=axes[0, 1], cut=0,
-                       inner="quart", density_norm="width")
+                       inner="quart", density_norm="width", legend=False)  # colours as left
         axes[0, 1].set(title="per slice (2-D; slices without the structure left out)",
                        ylim=(-0.02, 1.02), ylabel="Dice")
     fig.tight_layout()
