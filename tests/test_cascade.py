@@ -16,11 +16,13 @@ from livertumor.data.roi import liver_box
 from livertumor.inference import (
     Cascade,
     PostProcessing,
+    drop_elongated_tumors,
     drop_small_tumors,
     liver_and_tumor,
     load_predictor,
     postprocess,
     segment,
+    tumor_elongation,
     write_cascade,
 )
 
@@ -56,6 +58,56 @@ def test_the_liver_holds_its_tumors_and_rules_apply_in_order():
     assert labels[0, 0, 0] == 1  # the input is not changed
     with pytest.raises(ValueError):
         PostProcessing(min_tumor_ml=-1)
+
+
+def _ball(shape, centre, radius_mm, spacing):
+    """bool mask of a ball of ``radius_mm`` around ``centre`` (voxel indices) in mm."""
+    grid = np.indices(shape).astype(float)
+    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing, strict=True))
+    return d2 <= radius_mm**2
+
+
+def test_elongation_is_measured_in_mm_and_is_one_for_round_shapes():
+    spacing = (0.8, 0.8, 4.0)  # thick slices, as in many LiTS scans
+    ball = _ball((40, 40, 12), (20, 20, 6), 12.0, spacing)
+    tube = np.zeros_like(ball)
+    tube[5:7, 2:38, 3] = True  # 1.6 mm x 28.8 mm x one slice: a vessel
+    disc = np.zeros_like(ball)
+    disc[:, :, 6] = _ball((40, 40, 12), (20, 20, 6), 5.0, spacing)[:, :, 6]  # one slice
+    elongation = [tumor_elongation(m.astype(int), 1, spacing)[0] for m in (ball, tube, disc)]
+    assert elongation[0] == pytest.approx(1.0, abs=0.1)
+    # the tube: its length over its width, the box moments of one voxel (28.8 / 1.6 = 18)
+    assert elongation[1] == pytest.approx(np.sqrt((36**2 * 0.8**2) / (2**2 * 0.8**2)), rel=0.02)
+    # a 10 mm disc on one 4 mm slice: sqrt((5**2 / 4) / (4**2 / 12)) = 2.2, not a tube
+    assert 2.0 < elongation[2] < 2.4
+    # the same voxels on an isotropic grid are another shape: the rule works in mm
+    cube = np.zeros((10, 10, 10), int)
+    cube[2:6, 2:6, 2:6] = 1
+    assert tumor_elongation(cube, 1, (1, 1, 1))[0] == pytest.approx(1.0)
+    assert tumor_elongation(cube, 1, (1, 1, 4))[0] == pytest.approx(4.0)
+    # several components at once, labelled as scipy.ndimage.label labels them
+    both, n = ndimage.label(ball | tube)
+    assert n == 2 and np.allclose(sorted(tumor_elongation(both, n, spacing)),
+                                  sorted(elongation[:2]))
+
+
+def test_tube_shaped_tumors_become_liver_and_round_ones_stay():
+    spacing = (0.8, 0.8, 4.0)
+    labels = np.ones((40, 40, 12), np.uint8)
+    ball = _ball(labels.shape, (20, 20, 6), 6.0, spacing)
+    labels[ball] = 2
+    labels[2:4, 2:38, 2:4] = 2  # a 29 mm long, 1.6 mm wide, two-slice tube
+    out = drop_elongated_tumors(labels, spacing, 3.0)
+    assert (out[ball] == 2).all() and (out == 2).sum() == ball.sum()
+    assert (out[2:4, 2:38, 2:4] == 1).all()
+    assert (drop_elongated_tumors(labels, spacing, 0) == labels).all()  # 0: off
+    assert (labels[2:4, 2:38, 2:4] == 2).all()  # the input is not changed
+    rules = PostProcessing(max_tumor_elongation=40.0)  # no shape is excluded
+    assert (postprocess(labels, spacing, rules) == labels).all()
+    for bad in (0.5, -1.0):
+        with pytest.raises(ValueError, match="max_tumor_elongation"):
+            PostProcessing(max_tumor_elongation=bad)
+    assert PostProcessing(max_tumor_elongation=3.0).any and not PostProcessing().any
 
 
 @pytest.fixture(scope="module")
@@ -124,17 +176,25 @@ def test_cascade_and_segment_commands(tmp_path):
     vpath, _ = write_case(tmp_path, 0, ct, truth, spacing=(1.5, 1.5, 2.5))
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"}
     run = [sys.executable, "-m", "livertumor"]
-    res = subprocess.run(run + ["cascade", str(liver), str(tumor), str(tmp_path / "both")],
+    res = subprocess.run(run + ["cascade", str(liver), str(tumor), str(tmp_path / "both"),
+                                "--max-tumor-elongation", "3"],
                          capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     spec = json.loads((tmp_path / "both" / "cascade.json").read_text())
-    assert spec["liver"] == "../liver" and spec["postprocess"]["min_tumor_ml"] == 0.05
+    assert spec["liver"] == "../liver" and spec["postprocess"] == {
+        "largest_liver": True, "min_tumor_ml": 0.05, "max_tumor_elongation": 3.0}
     res = subprocess.run(run + ["segment", str(tmp_path / "both"), str(vpath),
                                 str(tmp_path / "p.nii.gz"), "--tta", "--min-tumor-ml", "0"],
                          capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     labels = read_mask(tmp_path / "p.nii.gz")
     assert (labels[38:40, 28:30, 10] == 2).any()  # no minimum volume: the speck stays
+    res = subprocess.run(run + ["segment", str(tmp_path / "both"), str(vpath),
+                                str(tmp_path / "q.nii.gz"), "--min-tumor-ml", "0",
+                                "--max-tumor-elongation", "1"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not (read_mask(tmp_path / "q.nii.gz") == 2).any()  # none is perfectly round
     res = subprocess.run(run + ["cascade", str(liver), str(liver), str(tmp_path / "bad")],
                          capture_output=True, text=True, env=env)
     assert res.returncode == 2 and "--roi" in res.stderr
@@ -145,21 +205,27 @@ def test_the_minimum_tumor_volume_is_chosen_by_lesion_f1_on_given_patients(casca
                                                                            tmp_path):
     import pandas as pd
 
-    from livertumor.evaluation.tuning import tune_min_tumor_ml, validation_cases
+    from livertumor.evaluation.tuning import tune_tumor_rules, validation_cases
 
     ct, truth = cascade_volume()
     truth[38:40, 28:30, 10:11] = 1  # the 4-voxel speck is no tumor: a false positive
     vpath, mpath = write_case(tmp_path, 0, ct, truth, spacing=(1.5, 1.5, 2.5))
     cases = pd.DataFrame({"case_id": [0], "volume_path": [str(vpath)],
                           "mask_path": [str(mpath)]})
-    best, table = tune_min_tumor_ml(load_predictor(cascade_dir), cases,
-                                    candidates=(0.0, 0.05, 2.0, 5.0))
-    rows = table.set_index("min_tumor_ml")
+    cascade = load_predictor(cascade_dir)
+    rules, table = tune_tumor_rules(cascade, cases, min_ml=(5.0, 0.0, 2.0, 0.05),
+                                    elongation=(0.0, 1.0))
+    assert table[["min_tumor_ml", "max_tumor_elongation"]].values.tolist() == [
+        [m, e] for m in (0.0, 0.05, 2.0, 5.0) for e in (0.0, 1.0)]
+    # a limit of 1 drops every tumor that is not perfectly round: no lesion is found
+    assert (table[table["max_tumor_elongation"] == 1.0]["found"] == 0).all()
+    rows = table[table["max_tumor_elongation"] == 0.0].set_index("min_tumor_ml")
     # (the band model also marks a ring at the liver's edge: one large false positive)
     assert rows.loc[0.0, "false positive"] == rows.loc[0.05, "false positive"] + 1  # the speck
     assert rows.loc[0.0, "found"] == rows.loc[2.0, "found"] == 1
     assert rows.loc[5.0, "found"] == 0  # the 2.8 mL tumor is dropped too
-    assert best == 0.05  # best F1, and the smaller of the tied volumes (0.05 and 2 mL)
+    # best F1, the smaller of the tied volumes (0.05 and 2 mL), the other rules kept
+    assert rules == PostProcessing(largest_liver=True, min_tumor_ml=0.05)
     assert rows.loc[0.05, "lesion F1"] == pytest.approx(2 / 3)
     assert rows.loc[0.0, "lesion F1"] == pytest.approx(1 / 2)
     # validation patients are those the model's config.json names

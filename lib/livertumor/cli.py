@@ -119,9 +119,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     _nifti_output(args.out)
     rules = None
-    if args.postprocess or args.min_tumor_ml is not None:
+    if (args.postprocess or args.min_tumor_ml is not None
+            or args.max_tumor_elongation is not None):
         rules = PostProcessing(largest_liver=args.postprocess,
-                               min_tumor_ml=args.min_tumor_ml or 0.0)
+                               min_tumor_ml=args.min_tumor_ml or 0.0,
+                               max_tumor_elongation=args.max_tumor_elongation or 0.0)
     if args.dicom_seg is not None and args.dicom_seg.suffix.lower() != ".dcm":
         raise LiverTumorError("the DICOM-SEG output must end in .dcm", args.dicom_seg)
     out = segment(args.model_dir, args.volume, args.out, args.probabilities,
@@ -400,6 +402,10 @@ def _add_segment(sub) -> None:
     p.add_argument("--min-tumor-ml", type=float, metavar="ML",
                    help="turn tumor components smaller than ML millilitres into liver "
                         "(default: none; a cascade's own rule)")
+    p.add_argument("--max-tumor-elongation", type=float, metavar="X",
+                   help="turn tumor components more than X times as long as wide (principal "
+                        "axes, in mm) into liver: vessels, not tumors (default: none; a "
+                        "cascade's own rule)")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average over zooms of 0.9, 1 and 1.1 "
                         "(three times the work)")
@@ -410,7 +416,8 @@ def _add_segment(sub) -> None:
 def _cmd_cascade(args: argparse.Namespace) -> int:
     from .inference import Cascade, PostProcessing, SingleStage, write_cascade
 
-    rules = PostProcessing(largest_liver=args.largest_liver, min_tumor_ml=args.min_tumor_ml)
+    rules = PostProcessing(largest_liver=args.largest_liver, min_tumor_ml=args.min_tumor_ml,
+                           max_tumor_elongation=args.max_tumor_elongation)
     # both folders load and the tumor model was trained on crops, before anything is written
     Cascade(SingleStage(args.liver_model), SingleStage(args.tumor_model), rules)
     path = write_cascade(args.out, args.liver_model, args.tumor_model, rules)
@@ -434,6 +441,9 @@ def _add_cascade(sub) -> None:
     p.add_argument("--min-tumor-ml", type=float, default=0.05, metavar="ML",
                    help="turn tumor components smaller than ML millilitres into liver "
                         "(default 0.05)")
+    p.add_argument("--max-tumor-elongation", type=float, default=0.0, metavar="X",
+                   help="turn tumor components more than X times as long as wide (principal "
+                        "axes, in mm) into liver (default 0: off)")
     p.set_defaults(func=_cmd_cascade)
 
 

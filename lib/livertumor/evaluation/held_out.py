@@ -362,7 +362,8 @@ def postprocess_effect(result: EvaluationResult, rules: dict | None = None,
     ----------
     result : an evaluation without post-processing (its predictions are the raw ones)
     rules : name -> :class:`~livertumor.inference.PostProcessing`; default: none, the largest
-        liver component, tumors below 0.1 mL dropped, and both
+        liver component, tumors below 0.1 mL dropped, tumors more than 3 times as long as
+        wide dropped, and all three
     """
     from ..inference import PostProcessing, postprocess
 
@@ -370,7 +371,9 @@ def postprocess_effect(result: EvaluationResult, rules: dict | None = None,
         "none": PostProcessing(),
         "largest liver": PostProcessing(largest_liver=True),
         "tumors >= 0.1 mL": PostProcessing(min_tumor_ml=0.1),
-        "both": PostProcessing(largest_liver=True, min_tumor_ml=0.1),
+        "tumors at most 3x as long as wide": PostProcessing(max_tumor_elongation=3.0),
+        "all three": PostProcessing(largest_liver=True, min_tumor_ml=0.1,
+                                    max_tumor_elongation=3.0),
     }
     per_rule: dict[str, list] = {name: [] for name in rules}
     for row in result.per_case.itertuples():

@@ -1,10 +1,11 @@
 """Post-processing chosen on patients the models did not train on, never on the test patients.
 
-The cascade's minimum tumor volume trades recall of small tumors for fewer false positives.
-:func:`tune_min_tumor_ml` runs the cascade once per validation patient (without that rule),
-applies each candidate volume to the labels, and keeps the one with the best lesion F1
-(harmonic mean of LiTS lesion precision and recall over all sizes; ties: the smaller volume).
-The validation patients are those the training held out by patient (``config.json``'s
+The cascade's minimum tumor volume and maximum tumor elongation trade recall of small (or
+oddly shaped) tumors for fewer false positives. :func:`tune_tumor_rules` runs the cascade once
+per validation patient (without those two rules), applies each pair of candidates to the labels,
+and keeps the pair with the best lesion F1 (harmonic mean of LiTS lesion precision and recall
+over all sizes; ties: the smaller volume, then the milder elongation limit, "off" first). The
+validation patients are those the training held out by patient (``config.json``'s
 ``validation_cases``), so the choice does not look at the test set.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,11 +21,20 @@ import pandas as pd
 from ..data.volumes import NiftiVolume, read_mask
 from .lesions import detect_lesions
 
+if TYPE_CHECKING:  # the inference package imports Keras; imported where used
+    from ..inference import PostProcessing
+
 MIN_TUMOR_ML_CANDIDATES = (0.0, 0.05, 0.1, 0.25, 0.5)
 """Minimum tumor volumes (mL) tried: up to 0.5 mL, a sphere of 9.8 mm, so that the rule never
 removes a tumor of the size class (10 mm and more) that the detection targets and radiological
 reporting care about; 0.1 mL is a sphere of 5.8 mm. (With candidates up to 2 mL, the demo's
 six validation patients chose 2 mL, which dropped found 10-20 mm tumors on the test patients.)"""
+
+MAX_TUMOR_ELONGATION_CANDIDATES = (0.0, 4.0, 3.0)
+"""Elongation limits tried (0: off), mildest first. Liver tumors are round to oval: the found
+tumors of the demo's three runs were at most 1.9 times as long as wide, while its
+false-positive components along vessels reached 3.4-7.5; a limit of 3 or more leaves any
+plausible tumor alone."""
 
 
 def validation_cases(export_dir: str | Path, model_dir: str | Path) -> pd.DataFrame:
@@ -36,35 +47,42 @@ def validation_cases(export_dir: str | Path, model_dir: str | Path) -> pd.DataFr
     return table[table["case_id"].isin(ids)].reset_index(drop=True)
 
 
-def tune_min_tumor_ml(cascade, cases: pd.DataFrame,
-                      candidates=MIN_TUMOR_ML_CANDIDATES) -> tuple[float, pd.DataFrame]:
-    """The minimum tumor volume with the best lesion F1 on ``cases``.
+def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATES,
+                     elongation=MAX_TUMOR_ELONGATION_CANDIDATES
+                     ) -> tuple[PostProcessing, pd.DataFrame]:
+    """The minimum tumor volume and maximum tumor elongation with the best lesion F1 on
+    ``cases``.
 
     Parameters
     ----------
     cascade : :class:`~livertumor.inference.Cascade` (its other rules are kept)
     cases : rows with ``volume_path`` and ``mask_path`` (e.g. :func:`validation_cases`)
-    candidates : volumes in mL
+    min_ml : volumes in mL (0: off)
+    elongation : elongation limits (0: off), mildest first: on equal F1 the first wins
 
     Returns
     -------
-    (best volume in mL, table): one row per candidate with lesion recall, precision, F1,
-    reference lesions found, false-positive components and tumor Dice global (all voxels of
-    the cases pooled).
+    (the cascade's rules with the best pair, table): one row per pair, volumes in ascending
+    order and limits in the given order, with lesion recall, precision, F1, reference
+    lesions found, false-positive components and tumor Dice global (all voxels of the cases
+    pooled).
     """
-    from ..inference import drop_small_tumors
+    from ..inference import PostProcessing, postprocess
 
-    raw = replace(cascade, rules=replace(cascade.rules, min_tumor_ml=0.0))
-    counts = {c: {"tp": 0, "fp": 0, "fn": 0, "inter": 0, "total": 0} for c in candidates}
+    raw = replace(cascade, rules=replace(cascade.rules, min_tumor_ml=0.0,
+                                         max_tumor_elongation=0.0))
+    pairs = [(m, e) for m in sorted(min_ml) for e in elongation]
+    counts = {p: {"tp": 0, "fp": 0, "fn": 0, "inter": 0, "total": 0} for p in pairs}
     for row in cases.itertuples():
         volume = NiftiVolume(row.volume_path)
         spacing = volume.geometry.spacing
         truth = read_mask(row.mask_path, like=volume.geometry)
         labels = raw.predict(volume, progress=False).labels
-        for c in candidates:
-            pred = drop_small_tumors(labels, spacing, c) if c > 0 else labels
+        for m, e in pairs:
+            pred = postprocess(labels, spacing,
+                               PostProcessing(min_tumor_ml=m, max_tumor_elongation=e))
             det = detect_lesions(pred, truth, spacing)
-            n = counts[c]
+            n = counts[m, e]
             n["tp"] += det["tp"]
             n["fp"] += det["fp"]
             n["fn"] += det["fn"]
@@ -72,35 +90,36 @@ def tune_min_tumor_ml(cascade, cases: pd.DataFrame,
             n["inter"] += int(np.count_nonzero(p & t))
             n["total"] += int(np.count_nonzero(p)) + int(np.count_nonzero(t))
     rows = []
-    for c, n in counts.items():
+    for (m, e), n in counts.items():
         recall = n["tp"] / (n["tp"] + n["fn"]) if n["tp"] + n["fn"] else float("nan")
         precision = n["tp"] / (n["tp"] + n["fp"]) if n["tp"] + n["fp"] else float("nan")
         f1 = (2 * recall * precision / (recall + precision)
               if recall + precision > 0 else 0.0)
-        rows.append({"min_tumor_ml": c, "lesion recall": recall, "lesion precision": precision,
-                     "lesion F1": f1, "found": n["tp"], "false positive": n["fp"],
+        rows.append({"min_tumor_ml": m, "max_tumor_elongation": e, "lesion recall": recall,
+                     "lesion precision": precision, "lesion F1": f1, "found": n["tp"],
+                     "false positive": n["fp"],
                      "tumor Dice global": 2 * n["inter"] / n["total"] if n["total"] else 1.0})
     table = pd.DataFrame(rows)
     f1 = table["lesion F1"].fillna(0.0).to_numpy()
-    best = float(table["min_tumor_ml"][int(np.flatnonzero(f1 >= f1.max() - 1e-12)[0])])
-    return best, table
+    m, e = pairs[int(np.flatnonzero(f1 >= f1.max() - 1e-12)[0])]
+    return replace(cascade.rules, min_tumor_ml=m, max_tumor_elongation=e), table
 
 
 def tune_cascade(cascade_path: str | Path, export_dir: str | Path,
-                 candidates=MIN_TUMOR_ML_CANDIDATES) -> tuple[float, pd.DataFrame]:
-    """Choose a cascade's minimum tumor volume on its tumor stage's validation patients and
-    write it into its ``cascade.json``.
+                 min_ml=MIN_TUMOR_ML_CANDIDATES, elongation=MAX_TUMOR_ELONGATION_CANDIDATES
+                 ) -> tuple[PostProcessing, pd.DataFrame]:
+    """Choose a cascade's minimum tumor volume and maximum tumor elongation on its tumor
+    stage's validation patients and write them into its ``cascade.json``.
 
     Warns when the liver stage trained on any of those patients (its own record), since the
     choice would then see the liver stage at its best.
 
     Returns
     -------
-    (the chosen volume in mL, the table of :func:`tune_min_tumor_ml`)
+    (the chosen rules, the table of :func:`tune_tumor_rules`)
     """
     import json
     import warnings
-    from dataclasses import replace
 
     from ..inference import load_predictor, write_cascade
 
@@ -111,7 +130,6 @@ def tune_cascade(cascade_path: str | Path, export_dir: str | Path,
     if seen:
         warnings.warn(f"the liver stage trained on validation patients {sorted(seen)}",
                       stacklevel=2)
-    best, table = tune_min_tumor_ml(cascade, patients, candidates)
-    write_cascade(cascade_path, cascade.liver.model_dir, cascade.tumor.model_dir,
-                  replace(cascade.rules, min_tumor_ml=best))
-    return best, table
+    rules, table = tune_tumor_rules(cascade, patients, min_ml, elongation)
+    write_cascade(cascade_path, cascade.liver.model_dir, cascade.tumor.model_dir, rules)
+    return rules, table

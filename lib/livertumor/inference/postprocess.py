@@ -1,5 +1,6 @@
 """Post-processing a radiologist would expect of a label map: one liver, tumors only inside
-it (connected to it), and no tumor specks below a minimum volume.
+it (connected to it), no tumor specks below a minimum volume, and no tube-shaped "tumors"
+(vessels).
 
 Every rule takes and returns a canonical uint8 label map (0 background, 1 liver, 2 tumor) of
 shape (rows, columns, slices); the rules are in :class:`PostProcessing`, whose effect on the
@@ -26,18 +27,27 @@ class PostProcessing:
     min_tumor_ml : float
         Tumor components (3-D, face connectivity) smaller than this volume in mL become liver
         (0: keep all). LiTS lesions start at a few tenths of a mL (a 5 mm sphere is 0.065 mL).
+    max_tumor_elongation : float
+        Tumor components (3-D, face connectivity) whose longest principal axis is more than
+        this many times their shortest (:func:`tumor_elongation`, in mm) become liver (0: keep
+        all, else >= 1). Liver tumors are round to oval; a component three times as long as
+        it is wide is a vessel or a fissure followed by the model.
     """
 
     largest_liver: bool = False
     min_tumor_ml: float = 0.0
+    max_tumor_elongation: float = 0.0
 
     def __post_init__(self):
         if not self.min_tumor_ml >= 0:
             raise ValueError(f"min_tumor_ml must be >= 0, got {self.min_tumor_ml}")
+        if not (self.max_tumor_elongation == 0 or self.max_tumor_elongation >= 1):
+            raise ValueError("max_tumor_elongation must be 0 (off) or >= 1, got "
+                             f"{self.max_tumor_elongation}")
 
     @property
     def any(self) -> bool:
-        return self.largest_liver or self.min_tumor_ml > 0
+        return self.largest_liver or self.min_tumor_ml > 0 or self.max_tumor_elongation > 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -112,9 +122,78 @@ def drop_small_tumors(labels: np.ndarray, spacing, min_ml: float) -> np.ndarray:
     return out
 
 
+def tumor_elongation(components: np.ndarray, n: int, spacing) -> np.ndarray:
+    """Elongation of each labelled component: the ratio of the longest to the shortest axis
+    of the ellipsoid with the component's second moments, in mm.
+
+    The component is taken as the solid union of its voxel boxes, so its covariance is the
+    covariance of the voxel centres plus ``diag(spacing**2 / 12)`` (the variance of a uniform
+    box of each side): a single voxel, a cube or a ball is 1, a one-slice-thick disc stays
+    finite, and a tube of length L and width w is about L / w. The axes are the square roots
+    of the covariance's eigenvalues.
+
+    Parameters
+    ----------
+    components : int (rows, columns, slices), 0 background, 1..n components
+    n : int, number of components
+    spacing : (row, column, slice) voxel size in mm
+
+    Returns
+    -------
+    float64 (n,): elongation of components 1..n, each >= 1.
+
+    Examples
+    --------
+    >>> c = np.zeros((20, 20, 20), int); c[2:5, 2:5, 2:5] = 1; c[10, 2:18, 10] = 2
+    >>> np.round(tumor_elongation(c, 2, (1, 1, 1)), 1)  # a cube; a 16-voxel line
+    array([ 1., 16.])
+    """
+    if n == 0:
+        return np.zeros(0)
+    index = np.nonzero(components)
+    ids = components[index]
+    xyz = np.stack(index, axis=1) * np.asarray(spacing, float)  # voxel centres in mm
+    count = np.bincount(ids, minlength=n + 1)[1:].astype(float)
+    mean = np.stack([np.bincount(ids, xyz[:, a], n + 1)[1:] for a in range(3)], 1) / count[:, None]
+    centred = xyz - mean[ids - 1]
+    cov = np.empty((n, 3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            cov[:, a, b] = cov[:, b, a] = np.bincount(
+                ids, centred[:, a] * centred[:, b], n + 1)[1:] / count
+    cov += np.diag(np.asarray(spacing, float) ** 2 / 12)
+    eig = np.linalg.eigvalsh(cov)  # ascending, all > 0
+    return np.sqrt(eig[:, -1] / eig[:, 0])
+
+
+def drop_elongated_tumors(labels: np.ndarray, spacing, max_elongation: float) -> np.ndarray:
+    """Tumor components (label 2, face connectivity) more elongated than ``max_elongation``
+    (:func:`tumor_elongation`) become liver (1); 0 keeps all.
+
+    Examples
+    --------
+    >>> m = np.ones((20, 20, 20), np.uint8); m[2:6, 2:6, 2:6] = 2; m[10, 2:18, 9:11] = 2
+    >>> out = drop_elongated_tumors(m, (1, 1, 1), 3.0)  # the cube stays, the tube goes
+    >>> int((out[2:6, 2:6, 2:6] == 2).sum()), int((out == 2).sum())
+    (64, 64)
+    """
+    if max_elongation <= 0:
+        return labels.copy()
+    components, n = ndimage.label(labels == 2)
+    out = labels.copy()
+    if n == 0:
+        return out
+    tube = np.concatenate([[False], tumor_elongation(components, n, spacing) > max_elongation])
+    out[tube[components]] = 1
+    return out
+
+
 def postprocess(labels: np.ndarray, spacing, rules: PostProcessing) -> np.ndarray:
-    """Apply ``rules`` to a label map (a copy; the input is not changed)."""
+    """Apply ``rules`` to a label map (a copy; the input is not changed), in the order of
+    :class:`PostProcessing`'s fields."""
     out = largest_liver_component(labels) if rules.largest_liver else labels.copy()
     if rules.min_tumor_ml > 0:
         out = drop_small_tumors(out, spacing, rules.min_tumor_ml)
+    if rules.max_tumor_elongation > 0:
+        out = drop_elongated_tumors(out, spacing, rules.max_tumor_elongation)
     return out
