@@ -8,7 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from livertumor.training.losses import DiceCrossEntropy, label_map, soft_dice_per_class
+from livertumor.training.losses import (
+    DiceCrossEntropy,
+    label_map,
+    soft_dice_per_class,
+    tumor_size_weights,
+)
 from livertumor.training.metrics import (
     LIVER_LABELS,
     TUMOR_LABELS,
@@ -119,9 +124,49 @@ def test_loss_is_the_same_for_bhw_and_bhw1_labels_and_float32_for_bfloat16_proba
     assert value(c) == pytest.approx(value(a), rel=2e-2)  # bfloat16 rounds the inputs only
 
 
+def test_tumor_size_weights_favour_small_tumors_and_tumor_edges():
+    labels = np.zeros((2, 60, 60), np.int32)
+    labels[0, 10, 10] = 2  # a one-pixel tumor
+    labels[0, 25:28, 25:28] = 1  # liver weighs 1 whatever its shape
+    labels[1, 10:50, 10:50] = 2  # a 40 x 40 tumor
+    w = keras.ops.convert_to_numpy(tumor_size_weights(labels, 4.0, window=15))
+    assert w.shape == (2, 60, 60) and w.dtype == np.float32
+    assert w[0, 10, 10] == pytest.approx(1 + 4 * (1 - 1 / 225))
+    assert (w[0][labels[0] != 2] == 1).all() and (w[1][labels[1] != 2] == 1).all()
+    assert w[1, 30, 30] == pytest.approx(1.0)  # deep inside: all 225 neighbours are tumor
+    assert w[1, 30, 10] == pytest.approx(1 + 4 * (1 - 8 / 15))  # an edge: 8 of 15 columns
+    # near the image's border only the pixels inside the image count: 8 of 13 columns
+    labels[1, :, :10] = 0
+    labels[1, :, 5:10] = 2
+    w = keras.ops.convert_to_numpy(tumor_size_weights(labels, 4.0, window=15))
+    assert w[1, 30, 5] == pytest.approx(1 + 4 * (1 - 8 / 13))
+    assert (keras.ops.convert_to_numpy(tumor_size_weights(labels, 0.0)) == 1).all()
+
+
+def test_tumor_size_weight_multiplies_each_pixels_cross_entropy():
+    rng = np.random.default_rng(1)
+    labels = np.zeros((2, 20, 20, 1), np.uint8)
+    labels[0, 3:6, 3:6] = 2
+    labels[1, 2:18, 2:18] = 1
+    labels[1, 4:16, 4:16] = 2
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(rng.normal(size=(2, 20, 20, 3))))
+    loss = DiceCrossEntropy(dice_weight=0.0, class_weights=(1.0, 1.0, 2.0),
+                            tumor_size_weight=3.0, size_window=5)
+    w = keras.ops.convert_to_numpy(tumor_size_weights(labels, 3.0, window=5))
+    truth = labels[..., 0]
+    ce = -np.log(np.take_along_axis(probs, truth[..., None].astype(int), -1)[..., 0])
+    expected = (ce * w * np.where(truth == 2, 2.0, 1.0)).mean(axis=(1, 2)).mean()
+    assert value(loss(labels, probs)) == pytest.approx(expected, rel=1e-5)
+    plain = DiceCrossEntropy(dice_weight=0.0, class_weights=(1.0, 1.0, 2.0))
+    assert value(DiceCrossEntropy(dice_weight=0.0, class_weights=(1.0, 1.0, 2.0),
+                                  tumor_size_weight=0.0)(labels, probs)) == pytest.approx(
+        value(plain(labels, probs)))
+    assert value(loss(labels, probs)) > value(plain(labels, probs))
+
+
 def test_loss_serialises_and_deserialises_with_its_parameters():
     loss = DiceCrossEntropy(dice_weight=0.3, dice_classes=(2,), class_weights=(1, 1, 5),
-                            epsilon=0.5)
+                            epsilon=0.5, tumor_size_weight=2.0, size_window=7)
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
     assert isinstance(restored, DiceCrossEntropy)
     assert restored.get_config() == loss.get_config()
@@ -130,7 +175,8 @@ def test_loss_serialises_and_deserialises_with_its_parameters():
 
 
 @pytest.mark.parametrize("bad", [{"dice_weight": -1}, {"epsilon": 0}, {"dice_classes": ()},
-                                 {"class_weights": (1, -1, 1)}])
+                                 {"class_weights": (1, -1, 1)}, {"tumor_size_weight": -1},
+                                 {"size_window": 4}, {"size_window": 0}])
 def test_loss_rejects_invalid_parameters(bad):
     with pytest.raises(ValueError):
         DiceCrossEntropy(**bad)

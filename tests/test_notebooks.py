@@ -88,6 +88,7 @@ def test_both_architectures_and_the_cascade_trained(smoke_run):
     assert tumor["stage"] == "tumor" and tumor["input_channels"] == 5
     record = json.loads((smoke_run / "models" / "tumor_unet" / "config.json").read_text())
     assert record["config"]["patch_size"] == 32  # on patches; 05 evaluates whole crops with it
+    assert record["config"]["tumor_size_weight"] == 4.0
     cascade = json.loads((smoke_run / "models" / "cascade" / "cascade.json").read_text())
     assert (cascade["liver"], cascade["tumor"]) == ("../unet", "../tumor_unet")
     tuning = tumor["min_tumor_ml_tuning"]  # on the validation patients, ties in table order

@@ -90,6 +90,9 @@ class TrainConfig:
     dice_weight: float = _setting(1.0, "weight of the soft-Dice term against cross-entropy")
     tumor_weight: float = _setting(
         1.0, "cross-entropy weight of tumor pixels (background and liver pixels weigh 1)")
+    tumor_size_weight: float = _setting(
+        0.0, "extra cross-entropy weight of the pixels of small tumors and tumor edges: a "
+        "tumor pixel weighs 1 + w * (1 - the tumor share of its 15 x 15 neighbourhood); 0: off")
     batch_norm_momentum: float = _setting(
         0.0, "momentum of every batch norm's moving mean and variance (0: the layers' own, "
         "0.99 in Keras); short runs want a lower one, such as 0.9, so that the statistics "
@@ -126,6 +129,8 @@ class TrainConfig:
                                  f"{self.patch_size}")
         if not self.tumor_weight > 0:
             raise ValueError(f"tumor_weight must be > 0, got {self.tumor_weight}")
+        if not self.tumor_size_weight >= 0:
+            raise ValueError(f"tumor_size_weight must be >= 0, got {self.tumor_size_weight}")
         if not 0 <= self.batch_norm_momentum < 1:
             raise ValueError(f"batch_norm_momentum must be in [0, 1), got "
                              f"{self.batch_norm_momentum}")

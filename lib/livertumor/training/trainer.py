@@ -309,7 +309,8 @@ def train(
         replicas = _replicas(strategy, config.batch_size, model_dir)
         with strategy.scope():
             weights = None if config.tumor_weight == 1 else (1.0, 1.0, config.tumor_weight)
-            loss = DiceCrossEntropy(dice_weight=config.dice_weight, class_weights=weights)
+            loss = DiceCrossEntropy(dice_weight=config.dice_weight, class_weights=weights,
+                                    tumor_size_weight=config.tumor_size_weight)
             model = _compiled_model(config, loss, steps, with_metrics=not multi_worker,
                                     channels=channels)
         history_before = read_history(model_dir)
