@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from livertumor.evaluation import report
 from livertumor.series.runner import load_profile, prepare_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("notebooks")]
@@ -131,6 +132,8 @@ def test_report_numbers_equal_the_metrics(smoke_run):
     assert r["findings"].get("found", 0) + r["findings"].get("missed", 0) == n_ref
     html = (smoke_run / "report.html").read_text()
     assert "Synthetic data" in html and "Limitations" in html
+    rules = json.loads((smoke_run / "models" / "cascade" / "cascade.json").read_text())
+    assert report.rules_sentence(rules["postprocess"]) in html  # what the rules leave out
 
 
 def test_the_report_takes_a_new_study_from_a_dicom_series(smoke_run):

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from livertumor import lits_scores
-from livertumor.evaluation.report import LIMITATIONS, patient_findings, render_html
+from livertumor.evaluation.report import (
+    LIMITATIONS,
+    patient_findings,
+    render_html,
+    rules_sentence,
+)
 from livertumor.viz import figures
 
 SPACING = (0.8, 0.8, 2.5)
@@ -113,3 +118,20 @@ def test_a_tumor_outlined_in_part_is_named_so_not_a_false_positive_without_refer
     page = render_html([{"summary": f.summary, "tumors": f.tumors, "missed": f.missed,
                          "figure": None}], "t", False, "cascade", "now")
     assert "outlined only in part: 1" in page and "where the reference has none: 1" in page
+
+
+def test_the_report_says_what_the_post_processing_leaves_out():
+    full = rules_sentence({"largest_liver": True, "min_tumor_ml": 0.25,
+                           "max_tumor_elongation": 3.0})
+    assert full == ("Post-processing: only the largest connected liver region is kept, with "
+                    "the tumors inside it; tumors smaller than 0.25 mL and tumors more than 3 "
+                    "times as long as wide (taken for vessels) are not reported.")
+    assert rules_sentence({"min_tumor_ml": 0.1}) == (
+        "Post-processing: tumors smaller than 0.1 mL are not reported.")
+    assert rules_sentence(None) == rules_sentence({"largest_liver": False}) == ""
+    summary, tumors = patient_findings(*labels_with_two_tumors()[::-1], SPACING, case_id=7)
+    page = render_html([{"summary": summary, "tumors": tumors}], "t", False, "cascade", "now",
+                       rules=full)
+    assert f"<p class='small'>{full}</p>" in page
+    assert "Post-processing" not in render_html([{"summary": summary, "tumors": tumors}], "t",
+                                                False, "unet", "now")

@@ -226,8 +226,39 @@ img{max-width:100%}.small{color:#666;font-size:.9em}
 """
 
 
+def rules_sentence(rules: dict | None) -> str:
+    """What a model's post-processing leaves out of the report, in words ("" for none).
+
+    Parameters
+    ----------
+    rules : the ``postprocess`` record of a ``cascade.json`` (``largest_liver``,
+        ``min_tumor_ml``, ``max_tumor_elongation``), or None
+
+    Examples
+    --------
+    >>> rules_sentence({"min_tumor_ml": 0.25, "max_tumor_elongation": 3})  # doctest: +ELLIPSIS
+    'Post-processing: tumors smaller than 0.25 mL and tumors more than 3 times as long as wide...'
+    >>> rules_sentence({"largest_liver": False, "min_tumor_ml": 0.0})
+    ''
+    """
+    rules = rules or {}
+    parts = []
+    if rules.get("largest_liver"):
+        parts.append("only the largest connected liver region is kept, with the tumors "
+                     "inside it")
+    left_out = []
+    if rules.get("min_tumor_ml", 0) > 0:
+        left_out.append(f"tumors smaller than {rules['min_tumor_ml']:g} mL")
+    if rules.get("max_tumor_elongation", 0) > 0:
+        left_out.append(f"tumors more than {rules['max_tumor_elongation']:g} times as long as "
+                        "wide (taken for vessels)")
+    if left_out:
+        parts.append(" and ".join(left_out) + " are not reported")
+    return f"Post-processing: {'; '.join(parts)}." if parts else ""
+
+
 def render_html(patients: list[dict], title: str, synthetic: bool, model_name: str,
-                generated: str, max_tumors: int = 15) -> str:
+                generated: str, max_tumors: int = 15, rules: str = "") -> str:
     """The standalone HTML report (figures embedded as PNG, no external files).
 
     Parameters
@@ -237,11 +268,15 @@ def render_html(patients: list[dict], title: str, synthetic: bool, model_name: s
         under its heading); a patient whose summary has no ``ref_`` numbers is shown without
         the reference column
     max_tumors : tumors listed per patient (largest first); the rest are summarised in a line
+    rules : a sentence on the model's post-processing (:func:`rules_sentence`), shown under
+        the model's name
     """
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
              f"<p class='small'>Model: {html.escape(model_name)} · generated {generated}</p>"]
+    if rules:
+        parts.append(f"<p class='small'>{html.escape(rules)}</p>")
     if synthetic:
         parts.append(f"<p class='note'><b>Synthetic data.</b> {html.escape(SYNTHETIC_NOTE)}</p>")
     parts.append(f"<p class='limits'><b>Limitations.</b> {html.escape(LIMITATIONS)}</p>")
