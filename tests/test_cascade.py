@@ -4,6 +4,7 @@ models whose answer is known (fixed weights: liver above 105 HU, tumor between a
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import nibabel as nib
@@ -21,6 +22,7 @@ from livertumor.inference import (
     liver_and_tumor,
     load_predictor,
     postprocess,
+    read_rules,
     segment,
     tumor_elongation,
     write_cascade,
@@ -110,6 +112,26 @@ def test_tube_shaped_tumors_become_liver_and_round_ones_stay():
     assert PostProcessing(max_tumor_elongation=3.0).any and not PostProcessing().any
 
 
+def test_both_tumor_rules_label_once_and_equal_the_rules_one_after_another(monkeypatch):
+    spacing = (0.8, 0.8, 4.0)
+    labels = np.ones((40, 40, 12), np.uint8)
+    ball = _ball(labels.shape, (20, 20, 6), 6.0, spacing)
+    labels[ball] = 2  # about 0.8 mL, round: stays
+    labels[2:4, 2:38, 2:4] = 2  # a tube of 0.04 mL: too small and too long
+    labels[30:34, 30:34, 9] = 2  # 0.04 mL, round: too small only
+    labels[36:38, 2:30, 9:11] = 2  # 0.07 mL, a tube: too long only
+    step_by_step = drop_elongated_tumors(drop_small_tumors(labels, spacing, 0.05), spacing, 3.0)
+    calls, label = [], ndimage.label
+    module = importlib.import_module("livertumor.inference.postprocess")
+    monkeypatch.setattr(module.ndimage, "label", lambda *a, **k: calls.append(1) or label(*a, **k))
+    out = postprocess(labels, spacing, PostProcessing(min_tumor_ml=0.05,
+                                                      max_tumor_elongation=3.0))
+    assert len(calls) == 1  # the tumor components, once
+    assert (out == step_by_step).all()
+    assert (out == 2).sum() == ball.sum() and (out[ball] == 2).all()
+    assert (out[labels == 2] >= 1).all() and (out[labels == 1] == 1).all()
+
+
 @pytest.fixture(scope="module")
 def cascade_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("cascade")
@@ -155,6 +177,17 @@ def test_cascade_looks_only_inside_the_box_of_the_first_stage(cascade_dir, tmp_p
     assert p.shape == truth.shape + (3,)
     np.testing.assert_allclose(p.sum(-1), 1, atol=1e-5)
     assert (p[..., 2][outside] == 0).all()
+
+
+def test_the_rules_of_a_cascade_are_read_without_loading_its_models(cascade_dir, tmp_path):
+    rules = PostProcessing(largest_liver=True, min_tumor_ml=0.05)
+    assert read_rules(cascade_dir) == read_rules(cascade_dir.parent) == rules
+    assert load_predictor(cascade_dir).rules == rules
+    assert read_rules(band_model_dir(tmp_path / "single")) == PostProcessing()  # no rules
+    incomplete = tmp_path / "incomplete.json"
+    incomplete.write_text(json.dumps({"liver": "x"}))
+    with pytest.raises(LiverTumorError, match="'tumor' model folder"):
+        read_rules(incomplete)
 
 
 def test_a_tumor_model_without_liver_box_training_is_refused(tmp_path):

@@ -16,6 +16,7 @@ from livertumor.evaluation.report import (
     render_html,
     rules_sentence,
 )
+from livertumor.inference import PostProcessing
 from livertumor.viz import figures
 
 SPACING = (0.8, 0.8, 2.5)
@@ -129,6 +130,8 @@ def test_the_report_says_what_the_post_processing_leaves_out():
     assert rules_sentence({"min_tumor_ml": 0.1}) == (
         "Post-processing: tumors smaller than 0.1 mL are not reported.")
     assert rules_sentence(None) == rules_sentence({"largest_liver": False}) == ""
+    assert rules_sentence(PostProcessing(largest_liver=True, min_tumor_ml=0.25,
+                                         max_tumor_elongation=3.0)) == full
     summary, tumors = patient_findings(*labels_with_two_tumors()[::-1], SPACING, case_id=7)
     page = render_html([{"summary": summary, "tumors": tumors}], "t", False, "cascade", "now",
                        rules=full)

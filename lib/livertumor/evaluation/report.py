@@ -226,12 +226,14 @@ img{max-width:100%}.small{color:#666;font-size:.9em}
 """
 
 
-def rules_sentence(rules: dict | None) -> str:
+def rules_sentence(rules) -> str:
     """What a model's post-processing leaves out of the report, in words ("" for none).
 
     Parameters
     ----------
-    rules : the ``postprocess`` record of a ``cascade.json`` (``largest_liver``,
+    rules : :class:`~livertumor.inference.PostProcessing` (as
+        :func:`~livertumor.inference.read_rules` gives for a model folder or a cascade), its
+        dict (the ``postprocess`` record of a ``cascade.json``: ``largest_liver``,
         ``min_tumor_ml``, ``max_tumor_elongation``), or None
 
     Examples
@@ -241,7 +243,7 @@ def rules_sentence(rules: dict | None) -> str:
     >>> rules_sentence({"largest_liver": False, "min_tumor_ml": 0.0})
     ''
     """
-    rules = rules or {}
+    rules = rules.as_dict() if hasattr(rules, "as_dict") else (rules or {})
     parts = []
     if rules.get("largest_liver"):
         parts.append("only the largest connected liver region is kept, with the tumors "

@@ -3,12 +3,20 @@ label map on the volume's own grid.
 
 - :mod:`.inputs`: the model inputs of a volume's slices (the export's preprocessing)
 - :mod:`.predict`: ``predict_volume``, ``segment``, test-time augmentation
-- :mod:`.cascade`: ``SingleStage``, ``Cascade``, ``load_predictor``, ``write_cascade``
+- :mod:`.cascade`: ``SingleStage``, ``Cascade``, ``load_predictor``, ``read_rules``,
+  ``write_cascade``
 - :mod:`.postprocess`: ``PostProcessing`` rules (largest liver, minimum tumor volume,
   maximum tumor elongation)
 """
 
-from .cascade import CASCADE_FILE, Cascade, SingleStage, load_predictor, write_cascade
+from .cascade import (
+    CASCADE_FILE,
+    Cascade,
+    SingleStage,
+    load_predictor,
+    read_rules,
+    write_cascade,
+)
 from .postprocess import (
     PostProcessing,
     drop_elongated_tumors,
@@ -30,6 +38,7 @@ from .predict import (
 __all__ = [
     "CASCADE_FILE", "TTA_SCALES", "Cascade", "PostProcessing", "Segmentation", "SingleStage",
     "drop_elongated_tumors", "drop_small_tumors", "largest_liver_component", "liver_and_tumor",
-    "load_predictor", "load_preprocessing", "postprocess", "predict_volume", "segment",
+    "load_predictor", "load_preprocessing", "postprocess", "predict_volume", "read_rules",
+    "segment",
     "tumor_elongation", "write_cascade", "write_probabilities",
 ]

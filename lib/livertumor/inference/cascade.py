@@ -129,6 +129,36 @@ def write_cascade(path: str | Path, liver_dir: str | Path, tumor_dir: str | Path
     return path
 
 
+def _cascade_spec(path: Path) -> tuple[Path, dict] | None:
+    """The cascade file at ``path`` (the file, or a folder holding it) and its record, or None
+    when there is no such file (a single model folder).
+
+    Raises
+    ------
+    LiverTumorError
+        The file does not name both model folders.
+    """
+    file = path if path.suffix == ".json" else path / CASCADE_FILE
+    if not file.is_file():
+        return None
+    spec = json.loads(file.read_text())
+    for key in ("liver", "tumor"):
+        if key not in spec:
+            raise LiverTumorError(f"a cascade file names a '{key}' model folder", file)
+    return file, spec
+
+
+def read_rules(path: str | Path) -> PostProcessing:
+    """The post-processing :func:`load_predictor` applies by default to ``path``: a cascade's
+    rules (its ``cascade.json``), none for a single model folder. Loads no model.
+
+    >>> read_rules("no/such/folder").any
+    False
+    """
+    found = _cascade_spec(Path(path))
+    return PostProcessing(**found[1].get("postprocess", {})) if found else PostProcessing()
+
+
 def load_predictor(path: str | Path, postprocess=None, batch_size: int = 16,
                    tta: bool = False) -> SingleStage | Cascade:
     """A model folder, a folder holding ``cascade.json``, or a ``cascade.json`` file.
@@ -143,12 +173,8 @@ def load_predictor(path: str | Path, postprocess=None, batch_size: int = 16,
         cascade naming a missing or unfinished folder.
     """
     path = Path(path)
-    file = path if path.suffix == ".json" else path / CASCADE_FILE
-    if file.is_file():
-        spec = json.loads(file.read_text())
-        for key in ("liver", "tumor"):
-            if key not in spec:
-                raise LiverTumorError(f"a cascade file names a '{key}' model folder", file)
+    if (found := _cascade_spec(path)) is not None:
+        file, spec = found
         rules = (rules_of(postprocess) if postprocess is not None
                  else PostProcessing(**spec.get("postprocess", {})))
         stages = {key: SingleStage(file.parent / spec[key], PostProcessing(), batch_size, tta)

@@ -92,6 +92,39 @@ def liver_and_tumor(liver: np.ndarray, tumor: np.ndarray) -> np.ndarray:
     return np.where(tumor, 2, liver.astype(np.uint8)).astype(np.uint8)
 
 
+def _tumors_to_liver(labels: np.ndarray, select) -> np.ndarray:
+    """Tumor components (label 2, face connectivity) chosen by ``select`` become liver (1).
+
+    ``select(components, n)`` gets the labelled components (int array of ``labels``' shape,
+    0 outside the tumors, 1..n) and returns a bool array (n,): True for those to drop. The
+    tumors are labelled once, whatever ``select`` tests (volume, shape or both).
+    """
+    components, n = ndimage.label(labels == 2)
+    out = labels.copy()
+    if n == 0:
+        return out
+    drop = np.concatenate([[False], np.asarray(select(components, n), bool)])
+    out[drop[components]] = 1
+    return out
+
+
+def _smaller_than(min_ml: float, spacing):
+    """A ``select`` for :func:`_tumors_to_liver`: components below ``min_ml`` mL."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+
+    def select(components, n):
+        return np.bincount(components.ravel(), minlength=n + 1)[1:] * voxel_ml < min_ml
+    return select
+
+
+def _longer_than(max_elongation: float, spacing):
+    """A ``select`` for :func:`_tumors_to_liver`: components more elongated than
+    ``max_elongation`` (:func:`tumor_elongation`)."""
+    def select(components, n):
+        return tumor_elongation(components, n, spacing) > max_elongation
+    return select
+
+
 def drop_small_tumors(labels: np.ndarray, spacing, min_ml: float) -> np.ndarray:
     """Tumor components (label 2, face connectivity) below ``min_ml`` mL become liver (1).
 
@@ -110,16 +143,7 @@ def drop_small_tumors(labels: np.ndarray, spacing, min_ml: float) -> np.ndarray:
     """
     if min_ml <= 0:
         return labels.copy()
-    components, n = ndimage.label(labels == 2)
-    if n == 0:
-        return labels.copy()
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    sizes = np.bincount(components.ravel()) * voxel_ml
-    small = sizes < min_ml
-    small[0] = False
-    out = labels.copy()
-    out[small[components]] = 1
-    return out
+    return _tumors_to_liver(labels, _smaller_than(min_ml, spacing))
 
 
 def tumor_elongation(components: np.ndarray, n: int, spacing) -> np.ndarray:
@@ -179,21 +203,23 @@ def drop_elongated_tumors(labels: np.ndarray, spacing, max_elongation: float) ->
     """
     if max_elongation <= 0:
         return labels.copy()
-    components, n = ndimage.label(labels == 2)
-    out = labels.copy()
-    if n == 0:
-        return out
-    tube = np.concatenate([[False], tumor_elongation(components, n, spacing) > max_elongation])
-    out[tube[components]] = 1
-    return out
+    return _tumors_to_liver(labels, _longer_than(max_elongation, spacing))
 
 
 def postprocess(labels: np.ndarray, spacing, rules: PostProcessing) -> np.ndarray:
     """Apply ``rules`` to a label map (a copy; the input is not changed), in the order of
-    :class:`PostProcessing`'s fields."""
+    :class:`PostProcessing`'s fields.
+
+    The tumor rules are tested on the same components (labelled once): turning one tumor
+    component into liver changes no other, so this equals applying them one after another.
+    """
     out = largest_liver_component(labels) if rules.largest_liver else labels.copy()
+    tests = []
     if rules.min_tumor_ml > 0:
-        out = drop_small_tumors(out, spacing, rules.min_tumor_ml)
+        tests.append(_smaller_than(rules.min_tumor_ml, spacing))
     if rules.max_tumor_elongation > 0:
-        out = drop_elongated_tumors(out, spacing, rules.max_tumor_elongation)
-    return out
+        tests.append(_longer_than(rules.max_tumor_elongation, spacing))
+    if not tests:
+        return out
+    return _tumors_to_liver(out, lambda components, n: np.logical_or.reduce(
+        [test(components, n) for test in tests]))
