@@ -323,7 +323,7 @@ def test_saved_models_load_with_plain_keras_in_a_process_without_livertumor(tmp_
         assert any(type(layer).__name__ == "FusedBatchNormalization" for layer in model.layers)
         model_dir = tmp_path / architecture
         model_dir.mkdir()
-        _save_final_model(model, model_dir, chief=True, best_in_memory=True)
+        _save_final_model(model, model_dir, chief=True)
         expected[model_dir / "model.keras"] = model.predict(x, verbose=0)
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}

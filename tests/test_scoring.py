@@ -334,6 +334,20 @@ def test_one_lesion_found_one_missed_and_one_false_positive():
     assert (s["lesion_tp"], s["lesion_fp"], s["lesion_fn"]) == (1, 1, 1)
 
 
+@pytest.mark.parametrize("seed", [0, 3])
+def test_scores_without_distances_keep_every_other_value(seed):
+    pred, truth = blob_case(seed), blob_case(seed + 1)
+    full = lits_scores(pred, truth, SP)
+    quick = lits_scores(pred, truth, SP, distances=False)
+    assert quick.keys() == full.keys()
+    distance_keys = {f"{s}_{k}" for s in ("liver", "tumor") for k in SURFACE_KEYS}
+    assert all(math.isnan(quick[k]) for k in distance_keys)
+    assert not any(math.isnan(full[k]) for k in distance_keys)  # both maps hold both labels
+    for key, value in full.items():
+        if key not in distance_keys:
+            assert quick[key] == value or (math.isnan(quick[key]) and math.isnan(value)), key
+
+
 def test_overlap_of_exactly_half_is_not_a_detection():
     truth = np.zeros((10, 10, 6), np.uint8)
     truth[2:6, 2:6, 1:3] = 2       # 32 voxels

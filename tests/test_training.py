@@ -49,6 +49,10 @@ def test_training_writes_a_complete_model_folder(export_dir, tmp_path):
     assert out.shape == (1, 64, 64, 3)
     np.testing.assert_allclose(out.sum(-1), 1, atol=1e-4)
     assert keras.mixed_precision.global_policy().name == "float32"
+    # the final model holds the best epoch's weights (kept in memory, not read back)
+    best = load_model(tmp_path / "m" / "best.keras", compile=False)
+    for final, kept in zip(model.get_weights(), best.get_weights(), strict=True):
+        np.testing.assert_array_equal(final, kept)
 
 
 def test_a_finished_run_is_not_repeated_and_other_settings_are_refused(export_dir, tmp_path):
@@ -286,25 +290,31 @@ def test_upsampling_setting_reaches_the_decoder():
         TrainConfig(upsampling="nearest")
 
 
-def test_the_best_epoch_is_taken_from_memory_only_when_it_is_the_last_one_run(tmp_path):
+def test_the_best_weights_come_from_memory_only_when_this_process_ran_the_best_epoch(tmp_path):
+    import keras
     import pandas as pd
 
-    from livertumor.training.trainer import _best_is_in_memory
+    from livertumor.training.callbacks import BestWeights
+    from livertumor.training.trainer import _best_epoch
 
     def history(losses):
         pd.DataFrame({"epoch": range(len(losses)), "val_loss": losses}).to_csv(
             tmp_path / "history.csv", index=False)
 
-    empty = pd.DataFrame()
-    history([0.9, 0.5, 0.4])
-    assert _best_is_in_memory(tmp_path, empty)
-    history([0.9, 0.4, 0.5])
-    assert not _best_is_in_memory(tmp_path, empty)  # the best is an earlier epoch
-    history([0.9, 0.4, 0.4])
-    assert not _best_is_in_memory(tmp_path, empty)  # a tie: best.keras kept the first
-    history([0.9, 0.5, 0.4])
-    before = pd.read_csv(tmp_path / "history.csv")
-    assert not _best_is_in_memory(tmp_path, before)  # no epoch ran in this call
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    best = BestWeights()
+    best.set_model(model)
+    for epoch, loss in ((1, 0.5), (2, 0.4), (3, 0.4), (4, 0.6)):  # epoch 0 ran before
+        model.layers[0].bias.assign([float(epoch)])  # the weights of that epoch
+        best.on_epoch_end(epoch, {"val_loss": loss})
+    assert best.epoch == 2 and best.weights[1][0] == 2.0  # a tie keeps the first, as best.keras
+    history([0.9, 0.5, 0.4, 0.4, 0.6])
+    assert _best_epoch(tmp_path) == 2 and best.weights_of(2) is best.weights
+    history([0.3, 0.5, 0.4, 0.4, 0.6])  # a resumed run whose best epoch ran before
+    assert _best_epoch(tmp_path) == 0 and best.weights_of(0) is None
+    pd.DataFrame({"epoch": [0, 1], "loss": [1.0, 0.9]}).to_csv(tmp_path / "history.csv")
+    assert _best_epoch(tmp_path) is None  # no validation
+    assert BestWeights().weights_of(0) is None
 
 
 def test_patch_size_settings():

@@ -382,7 +382,8 @@ def postprocess_effect(result: EvaluationResult, rules: dict | None = None,
         pred = read_mask(row.prediction_path, like=geometry)
         for name, rule in rules.items():
             post = postprocess(pred, geometry.spacing, rule)
-            per_rule[name].append(lits_scores(post, truth, geometry.spacing, connectivity))
+            per_rule[name].append(lits_scores(post, truth, geometry.spacing, connectivity,
+                                              distances=False))  # overlap and detection
     rows = {}
     for name, scores in per_rule.items():
         s = aggregate_scores(pd.DataFrame(scores))

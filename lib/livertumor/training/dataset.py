@@ -208,16 +208,16 @@ _PATCH_KEY_SALT = 1 << 40
 of the augmentation."""
 
 
-def _keyed_map(ds, first: int, fn):
+def _keyed_map(ds, first: int, fn, parallel: bool = True):
     """``ds`` mapped by ``fn(image, mask, key)``, where ``key`` = (``first``, the element's
     position in the stream) as int64: a stateless random seed that does not depend on timing
-    or on the number of parallel calls."""
+    or on the number of parallel calls (``parallel``: autotuned parallel calls, else one)."""
     import tensorflow as tf
 
     first = tf.constant(first, tf.int64)
     return tf.data.Dataset.zip((ds, tf.data.Dataset.counter())).map(
         lambda xy, k: fn(xy[0], xy[1], tf.stack([first, k])),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        num_parallel_calls=tf.data.AUTOTUNE if parallel else None, deterministic=True)
 
 
 def _to_float(image, mask):
@@ -345,8 +345,12 @@ def make_dataset(
             [ds, endless(tumor, 1)], weights=[1 / (1 + w_tumor), w_tumor / (1 + w_tumor)],
             seed=seed)
     if patch_size:  # one patch per slice, keyed apart from the augmentation's batch keys
+        # One call at a time: a crop costs little, and a parallel map here, upstream of the
+        # batch, held the end of training for 10-50 s (the iterator's destructor waits for
+        # its threads, blocked in the streams above; measured on the demo's tumor stage).
         ds = _keyed_map(ds, seed + _PATCH_KEY_SALT,
-                        lambda image, mask, key: _patch(image, mask, patch_size, key))
+                        lambda image, mask, key: _patch(image, mask, patch_size, key),
+                        parallel=False)
     ds = ds.batch(batch_size, drop_remainder=True)
     if augmentation is None:
         return ds.map(_to_float, num_parallel_calls=autotune).prefetch(autotune)

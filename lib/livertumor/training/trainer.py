@@ -199,27 +199,29 @@ def _compiled_model(config: TrainConfig, loss, steps: int, with_metrics: bool,
     return model
 
 
-def _best_is_in_memory(model_dir: Path, history_before: pd.DataFrame) -> bool:
-    """Whether the model in memory holds the best epoch's weights: this call ran at least one
-    epoch and the best epoch (lowest ``val_loss``, the first on ties, as ``best.keras`` keeps
-    it) is the last one."""
+def _best_epoch(model_dir: Path) -> int | None:
+    """The epoch of ``history.csv`` with the lowest ``val_loss`` (the first on ties, as
+    ``best.keras`` keeps it), or None without validation."""
     history = read_history(model_dir)
-    if len(history) <= len(history_before) or MONITOR not in history:
-        return False
-    return int(history[MONITOR].idxmin()) == len(history) - 1
+    if MONITOR not in history or history[MONITOR].isna().all():
+        return None
+    return int(history["epoch"].iloc[int(history[MONITOR].idxmin())])
 
 
-def _save_final_model(model, model_dir: Path, chief: bool, best_in_memory: bool) -> str:
-    """Load the best epoch's weights (if any, unless ``best_in_memory``: reading a ResNet-50
-    checkpoint takes tens of seconds), save ``model.keras`` (chief only, atomically) with
-    Keras's own batch norm layers in place of the fused ones training used; return the
-    SHA-256 of the weights."""
+def _save_final_model(model, model_dir: Path, chief: bool, best_weights: list | None = None
+                      ) -> str:
+    """Give ``model`` the best epoch's weights (``best_weights`` when this process kept them,
+    else read from ``best.keras`` if there is one), save ``model.keras`` (chief only,
+    atomically) with Keras's own batch norm layers in place of the fused ones training used;
+    return the SHA-256 of the weights."""
     from ..atomic import atomic_path
     from .distributed import weights_digest
     from .fused_norm import with_builtin_batch_norm
 
     best_path = model_dir / "best.keras"
-    if best_path.exists() and not best_in_memory:
+    if best_weights is not None:
+        model.set_weights(best_weights)
+    elif best_path.exists():
         model.load_weights(best_path)
     digest = weights_digest(model)
     if chief:
@@ -244,6 +246,52 @@ def _summary(model_dir: Path, history_before: pd.DataFrame, tensorboard: bool, *
         # epochs already in history.csv when this call started (a resumed run)
         "epochs_before_this_call": int(len(history_before)),
     }
+
+
+def _loss(config: TrainConfig):
+    """The config's loss: Dice + cross-entropy, tumor pixels weighted by ``tumor_weight``
+    and ``tumor_size_weight`` (:class:`.losses.DiceCrossEntropy`)."""
+    from .losses import DiceCrossEntropy
+
+    weights = None if config.tumor_weight == 1 else (1.0, 1.0, config.tumor_weight)
+    return DiceCrossEntropy(dice_weight=config.dice_weight, class_weights=weights,
+                            tumor_size_weight=config.tumor_size_weight)
+
+
+def _fit_and_save(strategy, role, config: TrainConfig, model_dir: Path, fit_rows, val_rows,
+                  steps: int, channels: int, callbacks, tensorboard: bool,
+                  verbose) -> tuple[str, dict]:
+    """Build and compile the model under ``strategy``'s scope, fit it (single host or
+    multi-worker), save ``model.keras`` from the best epoch (chief only).
+
+    Returns (SHA-256 of the final weights, the loop's per-worker counts).
+    """
+    from .callbacks import BestWeights, make_callbacks
+    from .distributed import barrier, fit_multi_worker
+    from .single_host import fit_single_host
+
+    multi_worker = config.strategy == "multi_worker"
+    with strategy.scope():
+        loss = _loss(config)
+        model = _compiled_model(config, loss, steps, with_metrics=not multi_worker,
+                                channels=channels)
+    callback_list = make_callbacks(model_dir, config, callbacks, chief=role.is_chief,
+                                   tensorboard=tensorboard)
+    if multi_worker:
+        loop = fit_multi_worker(strategy, model, loss, fit_rows, val_rows, config, steps,
+                                callback_list, verbose=verbose if role.is_chief else 0)
+    else:
+        best = BestWeights()
+        loop = fit_single_host(model, fit_rows, val_rows, config, steps,
+                               [*callback_list, best], verbose=verbose)
+    # several workers: each reads best.keras, so that all hold the same weights
+    best_weights = None
+    if not multi_worker and (epoch := _best_epoch(model_dir)) is not None:
+        best_weights = best.weights_of(epoch)
+    digest = _save_final_model(model, model_dir, chief=role.is_chief, best_weights=best_weights)
+    if multi_worker:
+        barrier(strategy)  # model.keras is complete before any worker returns
+    return digest, loop
 
 
 def train(
@@ -282,10 +330,8 @@ def train(
         does not split over the replicas.
     """
     from ..atomic import write_json
-    from .callbacks import make_callbacks, tensorboard_available
-    from .distributed import WorkerRole, barrier, fit_multi_worker, make_strategy, worker_role
-    from .losses import DiceCrossEntropy
-    from .single_host import fit_single_host
+    from .callbacks import tensorboard_available
+    from .distributed import WorkerRole, make_strategy, worker_role
 
     multi_worker = config.strategy == "multi_worker"
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs anything in this process.
@@ -307,27 +353,9 @@ def train(
     with _seed_and_precision(config):
         strategy = strategy or make_strategy(config.strategy)
         replicas = _replicas(strategy, config.batch_size, model_dir)
-        with strategy.scope():
-            weights = None if config.tumor_weight == 1 else (1.0, 1.0, config.tumor_weight)
-            loss = DiceCrossEntropy(dice_weight=config.dice_weight, class_weights=weights,
-                                    tumor_size_weight=config.tumor_size_weight)
-            model = _compiled_model(config, loss, steps, with_metrics=not multi_worker,
-                                    channels=channels)
         history_before = read_history(model_dir)
-        callback_list = make_callbacks(model_dir, config, callbacks, chief=role.is_chief,
-                                       tensorboard=tensorboard)
-        if multi_worker:
-            loop = fit_multi_worker(strategy, model, loss, fit_rows, val_rows, config, steps,
-                                    callback_list, verbose=verbose if role.is_chief else 0)
-        else:
-            loop = fit_single_host(model, fit_rows, val_rows, config, steps, callback_list,
-                                   verbose=verbose)
-        # several workers: each reads best.keras, so that all hold the same weights
-        in_memory = not multi_worker and _best_is_in_memory(model_dir, history_before)
-        digest = _save_final_model(model, model_dir, chief=role.is_chief,
-                                   best_in_memory=in_memory)
-        if multi_worker:
-            barrier(strategy)  # model.keras is complete before any worker returns
+        digest, loop = _fit_and_save(strategy, role, config, model_dir, fit_rows, val_rows,
+                                     steps, channels, callbacks, tensorboard, verbose)
 
     result = _summary(model_dir, history_before, tensorboard, replicas=replicas,
                       workers=role.num_workers, weights_sha256=digest)
