@@ -215,9 +215,9 @@ def _keyed_map(ds, first: int, fn, parallel: bool = True):
     import tensorflow as tf
 
     first = tf.constant(first, tf.int64)
-    return tf.data.Dataset.zip((ds, tf.data.Dataset.counter())).map(
-        lambda xy, k: fn(xy[0], xy[1], tf.stack([first, k])),
-        num_parallel_calls=tf.data.AUTOTUNE if parallel else None, deterministic=True)
+    keyed = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
+    options = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True} if parallel else {}
+    return keyed.map(lambda xy, k: fn(xy[0], xy[1], tf.stack([first, k])), **options)
 
 
 def _to_float(image, mask):
