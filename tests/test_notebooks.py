@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from livertumor.evaluation import report
+from livertumor.evaluation.tuning import MAX_TUMOR_ELONGATION_CANDIDATES, MIN_TUMOR_ML_CANDIDATES
 from livertumor.series.runner import load_profile, prepare_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("notebooks")]
@@ -92,12 +93,14 @@ def test_both_architectures_and_the_cascade_trained(smoke_run):
     assert record["config"]["tumor_size_weight"] == 4.0
     cascade = json.loads((smoke_run / "models" / "cascade" / "cascade.json").read_text())
     assert (cascade["liver"], cascade["tumor"]) == ("../unet", "../tumor_unet")
-    tuning = tumor["min_tumor_ml_tuning"]  # on the validation patients, ties in table order
+    tuning = tumor["rules_tuning"]  # on the validation patients, ties in table order
+    assert {(row["min_tumor_ml"], row["max_tumor_elongation"]) for row in tuning} == {
+        (m, e) for m in MIN_TUMOR_ML_CANDIDATES for e in MAX_TUMOR_ELONGATION_CANDIDATES}
     top = max(row["lesion F1"] for row in tuning)
     best = next(row for row in tuning if row["lesion F1"] >= top - 1e-12)
     chosen = cascade["postprocess"]
     assert (chosen["min_tumor_ml"], chosen["max_tumor_elongation"]) == (
-        best["min_tumor_ml"], 3.0)  # the profile's elongation limit, the best volume
+        best["min_tumor_ml"], best["max_tumor_elongation"])  # the best pair, the first on ties
 
 
 def test_evaluation_writes_metrics_and_predictions_on_the_original_grid(smoke_run):

