@@ -273,3 +273,15 @@ def test_the_minimum_tumor_volume_is_chosen_by_lesion_f1_on_given_patients(casca
     pd.DataFrame({"case_id": [1, 3, 5], "split": ["train", "train", "test"]}).to_csv(
         export / "cases.csv", index=False)
     assert validation_cases(export, model)["case_id"].tolist() == [3]
+
+
+def test_a_cascade_with_fixed_rules_is_written_without_tuning(tmp_path):
+    from livertumor.evaluation.tuning import write_tuned_cascade
+
+    liver = band_model_dir(tmp_path / "liver")
+    tumor = band_model_dir(tmp_path / "tumor", context=1, roi={"margin_mm": 4.0})
+    path, rules, table = write_tuned_cascade(tmp_path / "cascade", liver, tumor,
+                                             tmp_path / "no-export", 0.1, 2.5)
+    assert table is None  # nothing chosen, so the export (absent here) is not read
+    assert rules == PostProcessing(largest_liver=True, min_tumor_ml=0.1,
+                                   max_tumor_elongation=2.5) == read_rules(path)

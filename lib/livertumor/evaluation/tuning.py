@@ -144,3 +144,32 @@ def tune_cascade(cascade_path: str | Path, export_dir: str | Path,
     rules, table = tune_tumor_rules(cascade, patients, min_ml, elongation)
     write_cascade(cascade_path, cascade.liver.model_dir, cascade.tumor.model_dir, rules)
     return rules, table
+
+
+def write_tuned_cascade(path: str | Path, liver_dir: str | Path, tumor_dir: str | Path,
+                        export_dir: str | Path, min_tumor_ml="validation",
+                        max_tumor_elongation="validation"
+                        ) -> tuple[Path, PostProcessing, pd.DataFrame | None]:
+    """Write a cascade (largest liver, then the tumor rules) whose minimum tumor volume and
+    elongation limit are each a number, or ``"validation"``: chosen among
+    :data:`MIN_TUMOR_ML_CANDIDATES` / :data:`MAX_TUMOR_ELONGATION_CANDIDATES` on the tumor
+    stage's validation patients (:func:`tune_cascade`, both together).
+
+    Returns
+    -------
+    (the ``cascade.json`` path, its rules, the tuning table or None when nothing was chosen)
+    """
+    from ..inference import PostProcessing, write_cascade
+
+    tune_volume = min_tumor_ml == "validation"
+    tune_shape = max_tumor_elongation == "validation"
+    minimum = 0.0 if tune_volume else float(min_tumor_ml)
+    limit = 0.0 if tune_shape else float(max_tumor_elongation)
+    rules = PostProcessing(largest_liver=True, min_tumor_ml=minimum, max_tumor_elongation=limit)
+    cascade = write_cascade(path, liver_dir, tumor_dir, rules)
+    if not (tune_volume or tune_shape):
+        return cascade, rules, None
+    rules, table = tune_cascade(
+        cascade, export_dir, min_ml=MIN_TUMOR_ML_CANDIDATES if tune_volume else (minimum,),
+        elongation=MAX_TUMOR_ELONGATION_CANDIDATES if tune_shape else None)
+    return cascade, rules, table
