@@ -112,6 +112,29 @@ def test_tube_shaped_tumors_become_liver_and_round_ones_stay():
     assert PostProcessing(max_tumor_elongation=3.0).any and not PostProcessing().any
 
 
+def test_the_elongation_limit_can_spare_large_tumors():
+    spacing = (0.8, 0.8, 4.0)
+    labels = np.ones((60, 60, 12), np.uint8)
+    labels[2:4, 2:38, 2:4] = 2  # a thin tube of 0.04 mL
+    labels[20:50, 10:30, 3:7] = 2  # a block of 7.7 mL, 30 x 20 x 4 voxels: 24 x 16 x 16 mm
+    labels[40:44, 40:58, 8:10] = 2  # an oval of 0.09 mL, 3.2 x 14.4 x 8 mm
+    block_ml = 30 * 20 * 4 * np.prod(spacing) / 1000
+    components, n = ndimage.label(labels == 2)
+    elongation = tumor_elongation(components, n, spacing)
+    assert n == 3 and elongation[0] > 10 and 1.4 < elongation[1] < 2 and elongation[2] > 4
+    every = drop_elongated_tumors(labels, spacing, 1.2)
+    assert (every == 2).sum() == 0  # no component is round enough
+    small = drop_elongated_tumors(labels, spacing, 1.2, below_ml=5.0)
+    assert block_ml > 5 and (small == 2).sum() == 30 * 20 * 4  # the large block stays
+    assert (small[20:50, 10:30, 3:7] == 2).all()
+    rules = PostProcessing(max_tumor_elongation=1.2, elongation_below_ml=5.0)
+    assert (postprocess(labels, spacing, rules) == small).all()
+    huge = PostProcessing(max_tumor_elongation=1.2, elongation_below_ml=100.0)
+    assert (postprocess(labels, spacing, huge) == every).all()  # all below 100 mL: all tested
+    with pytest.raises(ValueError, match="elongation_below_ml"):
+        PostProcessing(max_tumor_elongation=3.0, elongation_below_ml=-1.0)
+
+
 def test_both_tumor_rules_label_once_and_equal_the_rules_one_after_another(monkeypatch):
     spacing = (0.8, 0.8, 4.0)
     labels = np.ones((40, 40, 12), np.uint8)
@@ -215,7 +238,8 @@ def test_cascade_and_segment_commands(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     spec = json.loads((tmp_path / "both" / "cascade.json").read_text())
     assert spec["liver"] == "../liver" and spec["postprocess"] == {
-        "largest_liver": True, "min_tumor_ml": 0.05, "max_tumor_elongation": 3.0}
+        "largest_liver": True, "min_tumor_ml": 0.05, "max_tumor_elongation": 3.0,
+        "elongation_below_ml": 0.0}
     res = subprocess.run(run + ["segment", str(tmp_path / "both"), str(vpath),
                                 str(tmp_path / "p.nii.gz"), "--tta", "--min-tumor-ml", "0"],
                          capture_output=True, text=True, env=env)
@@ -228,6 +252,19 @@ def test_cascade_and_segment_commands(tmp_path):
                          capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert not (read_mask(tmp_path / "q.nii.gz") == 2).any()  # none is perfectly round
+    res = subprocess.run(run + ["cascade", str(liver), str(tumor), str(tmp_path / "big"),
+                                "--max-tumor-elongation", "1", "--elongation-below-ml", "50"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert read_rules(tmp_path / "big") == PostProcessing(
+        largest_liver=True, min_tumor_ml=0.05, max_tumor_elongation=1.0,
+        elongation_below_ml=50.0)
+    res = subprocess.run(run + ["segment", str(tmp_path / "both"), str(vpath),
+                                str(tmp_path / "r.nii.gz"), "--min-tumor-ml", "0",
+                                "--max-tumor-elongation", "1", "--elongation-below-ml", "0.01"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (read_mask(tmp_path / "r.nii.gz") == 2).sum() > 0  # the 2.8 mL tumor is spared
     res = subprocess.run(run + ["cascade", str(liver), str(liver), str(tmp_path / "bad")],
                          capture_output=True, text=True, env=env)
     assert res.returncode == 2 and "--roi" in res.stderr

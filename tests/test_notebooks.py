@@ -101,6 +101,7 @@ def test_both_architectures_and_the_cascade_trained(smoke_run):
     chosen = cascade["postprocess"]
     assert (chosen["min_tumor_ml"], chosen["max_tumor_elongation"]) == (
         best["min_tumor_ml"], best["max_tumor_elongation"])  # the best pair, the first on ties
+    assert chosen["elongation_below_ml"] == 5.0  # the profile's, kept through the choice
 
 
 def test_evaluation_writes_metrics_and_predictions_on_the_original_grid(smoke_run):

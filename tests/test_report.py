@@ -127,6 +127,9 @@ def test_the_report_says_what_the_post_processing_leaves_out():
     assert full == ("Post-processing: only the largest connected liver region is kept, with "
                     "the tumors inside it; tumors smaller than 0.25 mL and tumors more than 3 "
                     "times as long as wide (taken for vessels) are not reported.")
+    assert rules_sentence({"max_tumor_elongation": 2.0, "elongation_below_ml": 5.0}) == (
+        "Post-processing: tumors smaller than 5 mL and more than 2 times as long as wide "
+        "(taken for vessels) are not reported.")
     assert rules_sentence({"min_tumor_ml": 0.1}) == (
         "Post-processing: tumors smaller than 0.1 mL are not reported.")
     assert rules_sentence(None) == rules_sentence({"largest_liver": False}) == ""

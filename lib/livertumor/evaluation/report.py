@@ -234,7 +234,7 @@ def rules_sentence(rules) -> str:
     rules : :class:`~livertumor.inference.PostProcessing` (as
         :func:`~livertumor.inference.read_rules` gives for a model folder or a cascade), its
         dict (the ``postprocess`` record of a ``cascade.json``: ``largest_liver``,
-        ``min_tumor_ml``, ``max_tumor_elongation``), or None
+        ``min_tumor_ml``, ``max_tumor_elongation``, ``elongation_below_ml``), or None
 
     Examples
     --------
@@ -252,8 +252,10 @@ def rules_sentence(rules) -> str:
     if rules.get("min_tumor_ml", 0) > 0:
         left_out.append(f"tumors smaller than {rules['min_tumor_ml']:g} mL")
     if rules.get("max_tumor_elongation", 0) > 0:
-        left_out.append(f"tumors more than {rules['max_tumor_elongation']:g} times as long as "
-                        "wide (taken for vessels)")
+        below = rules.get("elongation_below_ml", 0)
+        size = f"smaller than {below:g} mL and " if below > 0 else ""
+        left_out.append(f"tumors {size}more than {rules['max_tumor_elongation']:g} times as "
+                        "long as wide (taken for vessels)")
     if left_out:
         parts.append(" and ".join(left_out) + " are not reported")
     return f"Post-processing: {'; '.join(parts)}." if parts else ""

@@ -89,8 +89,9 @@ def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATE
         truth = read_mask(row.mask_path, like=volume.geometry)
         labels = raw.predict(volume, progress=False).labels
         for m, e in pairs:
-            pred = postprocess(labels, spacing,
-                               PostProcessing(min_tumor_ml=m, max_tumor_elongation=e))
+            pred = postprocess(labels, spacing, PostProcessing(
+                min_tumor_ml=m, max_tumor_elongation=e,
+                elongation_below_ml=cascade.rules.elongation_below_ml))
             det = detect_lesions(pred, truth, spacing)
             n = counts[m, e]
             n["tp"] += det["tp"]
@@ -148,12 +149,13 @@ def tune_cascade(cascade_path: str | Path, export_dir: str | Path,
 
 def write_tuned_cascade(path: str | Path, liver_dir: str | Path, tumor_dir: str | Path,
                         export_dir: str | Path, min_tumor_ml="validation",
-                        max_tumor_elongation="validation"
+                        max_tumor_elongation="validation", elongation_below_ml=0.0
                         ) -> tuple[Path, PostProcessing, pd.DataFrame | None]:
     """Write a cascade (largest liver, then the tumor rules) whose minimum tumor volume and
     elongation limit are each a number, or ``"validation"``: chosen among
     :data:`MIN_TUMOR_ML_CANDIDATES` / :data:`MAX_TUMOR_ELONGATION_CANDIDATES` on the tumor
-    stage's validation patients (:func:`tune_cascade`, both together).
+    stage's validation patients (:func:`tune_cascade`, both together). The elongation limit
+    applies to tumor components below ``elongation_below_ml`` mL (0: all), in the choice too.
 
     Returns
     -------
@@ -165,7 +167,8 @@ def write_tuned_cascade(path: str | Path, liver_dir: str | Path, tumor_dir: str 
     tune_shape = max_tumor_elongation == "validation"
     minimum = 0.0 if tune_volume else float(min_tumor_ml)
     limit = 0.0 if tune_shape else float(max_tumor_elongation)
-    rules = PostProcessing(largest_liver=True, min_tumor_ml=minimum, max_tumor_elongation=limit)
+    rules = PostProcessing(largest_liver=True, min_tumor_ml=minimum, max_tumor_elongation=limit,
+                           elongation_below_ml=float(elongation_below_ml))
     cascade = write_cascade(path, liver_dir, tumor_dir, rules)
     if not (tune_volume or tune_shape):
         return cascade, rules, None
