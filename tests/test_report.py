@@ -128,7 +128,7 @@ def test_the_report_says_what_the_post_processing_leaves_out():
                     "the tumors inside it; tumors smaller than 0.25 mL and tumors more than 3 "
                     "times as long as wide (taken for vessels) are not reported.")
     assert rules_sentence({"max_tumor_elongation": 2.0, "elongation_below_ml": 5.0}) == (
-        "Post-processing: tumors smaller than 5 mL and more than 2 times as long as wide "
+        "Post-processing: tumors under 5 mL that are more than 2 times as long as wide "
         "(taken for vessels) are not reported.")
     assert rules_sentence({"min_tumor_ml": 0.1}) == (
         "Post-processing: tumors smaller than 0.1 mL are not reported.")

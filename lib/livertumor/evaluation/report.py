@@ -253,7 +253,7 @@ def rules_sentence(rules) -> str:
         left_out.append(f"tumors smaller than {rules['min_tumor_ml']:g} mL")
     if rules.get("max_tumor_elongation", 0) > 0:
         below = rules.get("elongation_below_ml", 0)
-        size = f"smaller than {below:g} mL and " if below > 0 else ""
+        size = f"under {below:g} mL that are " if below > 0 else ""
         left_out.append(f"tumors {size}more than {rules['max_tumor_elongation']:g} times as "
                         "long as wide (taken for vessels)")
     if left_out:
