@@ -265,6 +265,11 @@ def test_cascade_and_segment_commands(tmp_path):
                          capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (read_mask(tmp_path / "r.nii.gz") == 2).sum() > 0  # the 2.8 mL tumor is spared
+    res = subprocess.run(run + ["segment", str(tmp_path / "both"), str(vpath),
+                                str(tmp_path / "s.nii.gz"), "--elongation-below-ml", "5"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 2 and "--max-tumor-elongation" in res.stderr  # a bound needs a limit
+    assert not (tmp_path / "s.nii.gz").exists()
     res = subprocess.run(run + ["cascade", str(liver), str(liver), str(tmp_path / "bad")],
                          capture_output=True, text=True, env=env)
     assert res.returncode == 2 and "--roi" in res.stderr

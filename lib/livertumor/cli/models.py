@@ -93,6 +93,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from ..inference import PostProcessing, segment
 
     nifti_output(args.out)
+    _check_elongation_args(args)
     rules = None
     if (args.postprocess or args.min_tumor_ml is not None
             or args.max_tumor_elongation is not None):
@@ -152,9 +153,17 @@ def add_segment(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=_cmd_segment)
 
+def _check_elongation_args(args: argparse.Namespace) -> None:
+    """``--elongation-below-ml`` bounds the elongation rule: refuse it without one."""
+    if args.elongation_below_ml and not args.max_tumor_elongation:
+        raise LiverTumorError("--elongation-below-ml applies the elongation limit to small "
+                              "tumors only: give the limit too (--max-tumor-elongation X)")
+
+
 def _cmd_cascade(args: argparse.Namespace) -> int:
     from ..inference import Cascade, PostProcessing, SingleStage, write_cascade
 
+    _check_elongation_args(args)
     rules = PostProcessing(largest_liver=args.largest_liver, min_tumor_ml=args.min_tumor_ml,
                            max_tumor_elongation=args.max_tumor_elongation,
                            elongation_below_ml=args.elongation_below_ml)
