@@ -75,7 +75,7 @@ def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATE
     lesions found, false-positive components and tumor Dice global (all voxels of the cases
     pooled).
     """
-    from ..inference import PostProcessing, postprocess
+    from ..inference import postprocess
 
     if elongation is None:
         elongation = (cascade.rules.max_tumor_elongation,)
@@ -89,9 +89,10 @@ def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATE
         truth = read_mask(row.mask_path, like=volume.geometry)
         labels = raw.predict(volume, progress=False).labels
         for m, e in pairs:
-            pred = postprocess(labels, spacing, PostProcessing(
-                min_tumor_ml=m, max_tumor_elongation=e,
-                elongation_below_ml=cascade.rules.elongation_below_ml))
+            # the cascade's own rules with the pair (largest liver already applied by
+            # predict), so a rule's other settings hold in the choice as they will after it
+            pred = postprocess(labels, spacing, replace(
+                raw.rules, largest_liver=False, min_tumor_ml=m, max_tumor_elongation=e))
             det = detect_lesions(pred, truth, spacing)
             n = counts[m, e]
             n["tp"] += det["tp"]
