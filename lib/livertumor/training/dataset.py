@@ -208,16 +208,15 @@ _PATCH_KEY_SALT = 1 << 40
 of the augmentation."""
 
 
-def _keyed_map(ds, first: int, fn, parallel: bool = True):
-    """``ds`` mapped by ``fn(image, mask, key)``, where ``key`` = (``first``, the element's
-    position in the stream) as int64: a stateless random seed that does not depend on timing
-    or on the number of parallel calls (``parallel``: autotuned parallel calls, else one)."""
+def _keyed_map(ds, first: int, fn):
+    """``ds`` mapped by ``fn(image, mask, key)``, one call at a time, where ``key`` =
+    (``first``, the element's position in the stream) as int64: a stateless random seed that
+    does not depend on timing or on how the stream is consumed."""
     import tensorflow as tf
 
     first = tf.constant(first, tf.int64)
     keyed = tf.data.Dataset.zip((ds, tf.data.Dataset.counter()))
-    options = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True} if parallel else {}
-    return keyed.map(lambda xy, k: fn(xy[0], xy[1], tf.stack([first, k])), **options)
+    return keyed.map(lambda xy, k: fn(xy[0], xy[1], tf.stack([first, k])))
 
 
 def _to_float(image, mask):
@@ -262,6 +261,28 @@ def _augment(images, masks, aug: Augmentation, seed):
     brightness = (u[:, 5] * aug.brightness)[:, None, None, None]
     images = (images - 0.5) * contrast + 0.5 + brightness
     return tf.clip_by_value(images, 0.0, 1.0), masks
+
+
+def _training_slices(decoded, rows: pd.DataFrame, seed: int, tumor_oversampling: float):
+    """The endless stream of training slices (uint8 image, mask): all slices, reshuffled each
+    pass, mixed when ``tumor_oversampling`` > 1 with a stream of the tumor slices alone, so a
+    tumor slice comes ``tumor_oversampling`` times as often (:func:`make_dataset`, Notes).
+    ``decoded(subset)`` gives the decoded (and cached) slices of a subset of ``rows``."""
+    import tensorflow as tf
+
+    def endless(subset, salt):
+        return decoded(subset).shuffle(len(subset), seed=seed + salt,
+                                       reshuffle_each_iteration=True).repeat()
+
+    tumor = rows[rows["tumor_pixels"] > 0]
+    n, t = len(rows), len(tumor)
+    ds = endless(rows, 0)
+    if tumor_oversampling > 1 and 0 < t < n:
+        w_tumor = (tumor_oversampling - 1) * t / n
+        ds = tf.data.Dataset.sample_from_datasets(
+            [ds, endless(tumor, 1)], weights=[1 / (1 + w_tumor), w_tumor / (1 + w_tumor)],
+            seed=seed)
+    return ds
 
 
 def make_dataset(
@@ -332,33 +353,19 @@ def make_dataset(
     if not training:
         return decoded(rows).batch(batch_size).map(_to_float).prefetch(autotune)
 
-    def endless(subset, salt):
-        return decoded(subset).shuffle(len(subset), seed=seed + salt,
-                                       reshuffle_each_iteration=True).repeat()
-
-    tumor = rows[rows["tumor_pixels"] > 0]
-    n, t = len(rows), len(tumor)
-    ds = endless(rows, 0)
-    if tumor_oversampling > 1 and 0 < t < n:
-        w_tumor = (tumor_oversampling - 1) * t / n
-        ds = tf.data.Dataset.sample_from_datasets(
-            [ds, endless(tumor, 1)], weights=[1 / (1 + w_tumor), w_tumor / (1 + w_tumor)],
-            seed=seed)
+    ds = _training_slices(decoded, rows, seed, tumor_oversampling)
+    # Downstream of the caches every map runs one call at a time: the iterator's destructor
+    # waits for the threads of a parallel map, which held the end of training for 10-56 s in
+    # some runs (py-spy: the return from fit), with the patch crop upstream of the batch on
+    # the tumor stage and with the augmentation on whole slices. A crop or a batch's warp
+    # costs little (the pipeline gives 2640 slices/s against 2740 in parallel; training takes
+    # 50-100) and prefetch still overlaps it with the model's step.
     if patch_size:  # one patch per slice, keyed apart from the augmentation's batch keys
-        # One call at a time: a crop costs little, and a parallel map here, upstream of the
-        # batch, held the end of training for 10-50 s (the iterator's destructor waits for
-        # its threads, blocked in the streams above; measured on the demo's tumor stage).
         ds = _keyed_map(ds, seed + _PATCH_KEY_SALT,
-                        lambda image, mask, key: _patch(image, mask, patch_size, key),
-                        parallel=False)
+                        lambda image, mask, key: _patch(image, mask, patch_size, key))
     ds = ds.batch(batch_size, drop_remainder=True)
     if augmentation is None:
-        return ds.map(_to_float, num_parallel_calls=autotune).prefetch(autotune)
-    # One batch at a time as well: with the augmentation's parallel map here, the end of a
-    # whole-slice training waited 40-56 s in about one run of three (py-spy: the iterator's
-    # destructor when fit returns). The pipeline gives 2640 slices/s sequential against 2740
-    # parallel, and training takes 50-100; prefetch still overlaps it with the model's step.
+        return ds.map(_to_float).prefetch(autotune)
     ds = _keyed_map(ds, seed,
-                    lambda images, masks, key: _augment(images, masks, augmentation, key),
-                    parallel=False)
+                    lambda images, masks, key: _augment(images, masks, augmentation, key))
     return ds.prefetch(autotune)
