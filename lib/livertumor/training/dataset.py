@@ -355,11 +355,12 @@ def make_dataset(
 
     ds = _training_slices(decoded, rows, seed, tumor_oversampling)
     # Downstream of the caches every map runs one call at a time: the iterator's destructor
-    # waits for the threads of a parallel map, which held the end of training for 10-56 s in
-    # some runs (py-spy: the return from fit), with the patch crop upstream of the batch on
-    # the tumor stage and with the augmentation on whole slices. A crop or a batch's warp
-    # costs little (the pipeline gives 2640 slices/s against 2740 in parallel; training takes
-    # 50-100) and prefetch still overlaps it with the model's step.
+    # waits for the threads of a parallel map, and the patch crop's, upstream of the batch,
+    # held the end of the tumor stage's training for 10-50 s (measured). A crop or a batch's
+    # warp costs little (the pipeline gives 2640 slices/s against 2740 in parallel; training
+    # takes 50-100) and prefetch still overlaps it with the model's step. (The whole-slice
+    # trainings still wait 40-56 s at their end in some runs, in the return from fit: not
+    # this map's doing, found with it sequential too.)
     if patch_size:  # one patch per slice, keyed apart from the augmentation's batch keys
         ds = _keyed_map(ds, seed + _PATCH_KEY_SALT,
                         lambda image, mask, key: _patch(image, mask, patch_size, key))
