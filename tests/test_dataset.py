@@ -230,3 +230,16 @@ def test_training_on_patches_yields_patches_that_keep_their_slices_tumors(tmp_pa
         assert np.array_equal(has_tumor, np.isin(drawn, list(tumor_rows)))
         with_tumor += int(has_tumor.sum())
     assert with_tumor > 0
+
+
+@pytest.mark.parametrize("kind", [
+    {}, {"training": True}, {"training": True, "augmentation": None},
+    {"training": True, "patch_size": 32}])
+def test_every_stream_runs_without_the_autotuning_thread(tmp_path, kind):
+    """tf.data's autotuner thread made the iterator's destructor, at the end of ``fit``, wait up
+    to a minute for its next wake-up; every stream turns it off (and still yields batches)."""
+    rows = _export(tmp_path, n_cases=3, slices_per_case=2, tumor_cases=(1,))
+    ds = make_dataset(rows, 2, SIZE, **kind)
+    assert ds.options().autotune.enabled is False
+    images, masks = next(iter(ds))
+    assert images.shape[0] == 2 and masks.shape == images.shape[:3]

@@ -351,22 +351,36 @@ def make_dataset(
         return ds.cache() if cache else ds
 
     if not training:
-        return decoded(rows).batch(batch_size).map(_to_float).prefetch(autotune)
+        return _finished(decoded(rows).batch(batch_size).map(_to_float))
 
     ds = _training_slices(decoded, rows, seed, tumor_oversampling)
-    # Downstream of the caches every map runs one call at a time: the iterator's destructor
-    # waits for the threads of a parallel map, and the patch crop's, upstream of the batch,
-    # held the end of the tumor stage's training for 10-50 s (measured). A crop or a batch's
-    # warp costs little (the pipeline gives 2640 slices/s against 2740 in parallel; training
-    # takes 50-100) and prefetch still overlaps it with the model's step. (The whole-slice
-    # trainings still wait 40-56 s at their end in some runs, in the return from fit: not
-    # this map's doing, found with it sequential too.)
+    # Downstream of the caches every map runs one call at a time: a crop or a batch's warp
+    # costs little (the pipeline gives 2640 slices/s against 2740 in parallel; training takes
+    # 50-100) and prefetch still overlaps it with the model's step.
     if patch_size:  # one patch per slice, keyed apart from the augmentation's batch keys
         ds = _keyed_map(ds, seed + _PATCH_KEY_SALT,
                         lambda image, mask, key: _patch(image, mask, patch_size, key))
     ds = ds.batch(batch_size, drop_remainder=True)
     if augmentation is None:
-        return ds.map(_to_float).prefetch(autotune)
+        return _finished(ds.map(_to_float))
     ds = _keyed_map(ds, seed,
                     lambda images, masks, key: _augment(images, masks, augmentation, key))
-    return ds.prefetch(autotune)
+    return _finished(ds)
+
+
+def _finished(ds):
+    """``ds`` prefetched, with tf.data's model-based autotuning off.
+
+    The autotuner runs in a thread of the iterator that wakes at growing intervals, up to 60 s
+    apart, and the iterator's destructor waits for its next wake-up (``RootDataset::Iterator``
+    joining that thread: seen in a native stack of the wait with ``py-spy dump --native``).
+    Keras destroys the training iterator when ``fit`` returns, so a training waited 0-60 s
+    after its last epoch (measured: 38 and 40 s in two of three 2-epoch U-Net trainings, up to
+    56 s in the demo's notebooks). Without the autotuner, ``AUTOTUNE`` parallelism is the
+    number of CPU cores (at most 16) and prefetch keeps its own buffer heuristic; the stream's
+    elements do not depend on either."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
