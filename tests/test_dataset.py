@@ -10,6 +10,7 @@ from PIL import Image
 from livertumor import LiverTumorError
 from livertumor.training.dataset import (
     Augmentation,
+    every_kth_slice,
     load_manifest,
     make_dataset,
     split_validation,
@@ -243,3 +244,14 @@ def test_every_stream_runs_without_the_autotuning_thread(tmp_path, kind):
     assert ds.options().autotune.enabled is False
     images, masks = next(iter(ds))
     assert images.shape[0] == 2 and masks.shape == images.shape[:3]
+
+
+def test_every_kth_slice_keeps_each_cases_first_and_every_kth_slice_after_it(tmp_path):
+    rows = _export(tmp_path, n_cases=3, slices_per_case=5).sample(frac=1.0, random_state=1)
+    kept = every_kth_slice(rows, 2)
+    assert sorted(kept["case_id"].unique()) == [0, 1, 2]
+    for _, case in kept.groupby("case_id"):
+        assert sorted(case["slice_index"]) == [0, 2, 4]
+    assert every_kth_slice(rows, 1) is rows
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        every_kth_slice(rows, 0)

@@ -147,6 +147,21 @@ def test_config_validation():
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="float16")
     assert TrainConfig.from_dict({"epochs": 3, "data_dir": "x"}).epochs == 3
+    with pytest.raises(ValueError, match="validation_slice_step"):
+        TrainConfig(validation_slice_step=0)
+
+
+def test_validation_uses_every_kth_slice_of_the_same_validation_patients(export_dir):
+    from livertumor.training.trainer import _training_rows
+
+    fit_all, val_all, _ = _training_rows(export_dir, TrainConfig(validation_fraction=0.3))
+    fit, val, _ = _training_rows(export_dir, TrainConfig(validation_fraction=0.3,
+                                                         validation_slice_step=2))
+    pd.testing.assert_frame_equal(fit, fit_all)  # training rows untouched
+    assert set(val["case_id"]) == set(val_all["case_id"]) and len(val) < len(val_all)
+    for case, rows in val_all.groupby("case_id"):
+        expected = sorted(rows["slice_index"])[::2]
+        assert sorted(val.loc[val["case_id"] == case, "slice_index"]) == expected
 
 
 def test_tensorboard_is_available_only_when_the_package_imports(monkeypatch):

@@ -8,7 +8,13 @@ Keras is imported on first use of a Keras-dependent name (PEP 562), so that
 import importlib
 
 from .config import ARCHITECTURES, PRECISIONS, STRATEGIES, TrainConfig, build_model
-from .dataset import Augmentation, load_manifest, make_dataset, split_validation
+from .dataset import (
+    Augmentation,
+    every_kth_slice,
+    load_manifest,
+    make_dataset,
+    split_validation,
+)
 from .trainer import read_history, train
 
 _LAZY = {
@@ -27,5 +33,5 @@ def __getattr__(name):
 
 
 __all__ = ["ARCHITECTURES", "PRECISIONS", "STRATEGIES", "Augmentation", "TrainConfig",
-           "build_model", "load_manifest", "make_dataset", "read_history", "split_validation",
-           "train", *_LAZY]
+           "build_model", "every_kth_slice", "load_manifest", "make_dataset", "read_history",
+           "split_validation", "train", *_LAZY]

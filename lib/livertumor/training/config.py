@@ -85,6 +85,10 @@ class TrainConfig:
         0, "training batches per epoch; 0: one pass's worth (slices / batch size)")
     validation_fraction: float = _setting(
         0.2, "share of the training cases held out for validation (whole cases)")
+    validation_slice_step: int = _setting(
+        1, "score every k-th exported slice of each validation patient after each epoch (1: "
+        "all): the choice of the best epoch then looks at fewer slices, and each epoch's "
+        "validation takes 1/k of the time", metavar="K")
     tumor_oversampling: float = _setting(
         3.0, "slices with tumor are drawn this many times as often as slices without")
     dice_weight: float = _setting(1.0, "weight of the soft-Dice term against cross-entropy")
@@ -119,6 +123,9 @@ class TrainConfig:
         if self.architecture == "resnet50_unet" and self.image_size % 32:
             raise ValueError(f"the ResNet-50 U-Net needs an image size divisible by 32, "
                              f"got {self.image_size}")
+        if self.validation_slice_step < 1:
+            raise ValueError(f"validation_slice_step must be >= 1, got "
+                             f"{self.validation_slice_step}")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
             raise ValueError("epochs and batch_size must be >= 1 and image_size >= 16")
         if self.patch_size:

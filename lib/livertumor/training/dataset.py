@@ -90,6 +90,17 @@ def split_validation(train: pd.DataFrame, fraction: float = 0.2, seed: int = 0
     return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
 
 
+def every_kth_slice(rows: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The first, (k+1)-th, (2k+1)-th ... row of each case in slice order (``k`` = 1: all
+    rows), in manifest order."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if k == 1 or rows.empty:
+        return rows
+    rank = rows.groupby("case_id")["slice_index"].rank(method="first").astype(int) - 1
+    return rows[rank % k == 0].reset_index(drop=True)
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """Random geometric and intensity changes that keep anatomy plausible.

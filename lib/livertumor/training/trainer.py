@@ -47,7 +47,8 @@ def read_history(model_dir: str | Path) -> pd.DataFrame:
 
 
 def _training_rows(export_dir: Path, config: TrainConfig):
-    """The export's training rows split into fitting and validation rows (whole cases).
+    """The export's training rows split into fitting and validation rows (whole cases; every
+    ``validation_slice_step``-th slice of each validation case).
 
     Returns
     -------
@@ -58,7 +59,7 @@ def _training_rows(export_dir: Path, config: TrainConfig):
     LiverTumorError
         No manifest or no ``preprocessing.json`` in the export, or no training slices.
     """
-    from .dataset import load_manifest, split_validation
+    from .dataset import every_kth_slice, load_manifest, split_validation
 
     manifest = load_manifest(export_dir)
     prep = export_dir / "preprocessing.json"
@@ -68,7 +69,7 @@ def _training_rows(export_dir: Path, config: TrainConfig):
     if train_rows.empty:
         raise LiverTumorError("the export has no training slices", export_dir / "manifest.csv")
     fit_rows, val_rows = split_validation(train_rows, config.validation_fraction, config.seed)
-    return fit_rows, val_rows, prep
+    return fit_rows, every_kth_slice(val_rows, config.validation_slice_step), prep
 
 
 def _finished_run(model_dir: Path, config: TrainConfig) -> dict | None:
