@@ -366,8 +366,9 @@ def make_dataset(
 
     ds = _training_slices(decoded, rows, seed, tumor_oversampling)
     # Downstream of the caches every map runs one call at a time: a crop or a batch's warp
-    # costs little (the pipeline gives 2640 slices/s against 2740 in parallel; training takes
-    # 50-100) and prefetch still overlaps it with the model's step.
+    # costs little (the demo's training stream gives about 1500 slices/s without the
+    # autotuner, see _finished; training takes 50-160) and prefetch overlaps it with the
+    # model's step.
     if patch_size:  # one patch per slice, keyed apart from the augmentation's batch keys
         ds = _keyed_map(ds, seed + _PATCH_KEY_SALT,
                         lambda image, mask, key: _patch(image, mask, patch_size, key))
