@@ -8,14 +8,8 @@ Keras is imported on first use of a Keras-dependent name (PEP 562), so that
 import importlib
 
 from .config import ARCHITECTURES, PRECISIONS, STRATEGIES, TrainConfig, build_model
-from .dataset import (
-    Augmentation,
-    every_kth_slice,
-    load_manifest,
-    make_dataset,
-    split_validation,
-)
-from .trainer import read_history, train
+from .dataset import Augmentation, load_manifest, make_dataset, split_validation
+from .trainer import fit_and_validation_rows, read_history, train
 
 _LAZY = {
     "build_unet": "models", "build_resnet50_unet": "models", "load_model": "models",
@@ -33,5 +27,5 @@ def __getattr__(name):
 
 
 __all__ = ["ARCHITECTURES", "PRECISIONS", "STRATEGIES", "Augmentation", "TrainConfig",
-           "build_model", "every_kth_slice", "load_manifest", "make_dataset", "read_history",
-           "split_validation", "train", *_LAZY]
+           "build_model", "fit_and_validation_rows", "load_manifest", "make_dataset",
+           "read_history", "split_validation", "train", *_LAZY]

@@ -33,7 +33,7 @@ import pandas as pd
 from ..errors import LiverTumorError
 from .config import MONITOR, TrainConfig, build_model
 
-__all__ = ["TrainConfig", "read_history", "train"]
+__all__ = ["TrainConfig", "fit_and_validation_rows", "read_history", "train"]
 
 TENSORBOARD_MISSING = "not written: the tensorboard package is not installed"
 
@@ -46,9 +46,20 @@ def read_history(model_dir: str | Path) -> pd.DataFrame:
     return pd.read_csv(path) if path.exists() else pd.DataFrame()
 
 
+def fit_and_validation_rows(train_rows: pd.DataFrame, config: TrainConfig
+                            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows :func:`train` fits on and validates on, from an export's training rows:
+    ``config.validation_fraction`` of the cases held out whole (:func:`.split_validation`),
+    of which every ``config.validation_slice_step``-th slice is scored after each epoch."""
+    from .dataset import every_kth_slice, split_validation
+
+    fit_rows, val_rows = split_validation(train_rows, config.validation_fraction, config.seed)
+    return fit_rows, every_kth_slice(val_rows, config.validation_slice_step)
+
+
 def _training_rows(export_dir: Path, config: TrainConfig):
-    """The export's training rows split into fitting and validation rows (whole cases; every
-    ``validation_slice_step``-th slice of each validation case).
+    """The export's training rows split into fitting and validation rows
+    (:func:`fit_and_validation_rows`).
 
     Returns
     -------
@@ -59,7 +70,7 @@ def _training_rows(export_dir: Path, config: TrainConfig):
     LiverTumorError
         No manifest or no ``preprocessing.json`` in the export, or no training slices.
     """
-    from .dataset import every_kth_slice, load_manifest, split_validation
+    from .dataset import load_manifest
 
     manifest = load_manifest(export_dir)
     prep = export_dir / "preprocessing.json"
@@ -68,8 +79,7 @@ def _training_rows(export_dir: Path, config: TrainConfig):
     train_rows = manifest[manifest["split"] == "train"]
     if train_rows.empty:
         raise LiverTumorError("the export has no training slices", export_dir / "manifest.csv")
-    fit_rows, val_rows = split_validation(train_rows, config.validation_fraction, config.seed)
-    return fit_rows, every_kth_slice(val_rows, config.validation_slice_step), prep
+    return (*fit_and_validation_rows(train_rows, config), prep)
 
 
 def _finished_run(model_dir: Path, config: TrainConfig) -> dict | None:
