@@ -17,8 +17,10 @@ from livertumor.data.roi import liver_box
 from livertumor.inference import (
     Cascade,
     PostProcessing,
+    TumorProbability,
     drop_elongated_tumors,
     drop_small_tumors,
+    drop_unconfident_tumors,
     liver_and_tumor,
     load_predictor,
     postprocess,
@@ -155,6 +157,41 @@ def test_both_tumor_rules_label_once_and_equal_the_rules_one_after_another(monke
     assert (out[labels == 2] >= 1).all() and (out[labels == 1] == 1).all()
 
 
+def test_tumors_the_model_barely_gave_are_dropped_by_their_mean_probability():
+    labels = np.ones((20, 20, 10), np.uint8)
+    labels[2:5, 2:5, 2:5] = 2  # 27 voxels, the model unsure
+    labels[10:16, 10:16, 3:7] = 2  # 144 voxels, sure at its core, unsure at its rim
+    p = np.zeros(labels.shape, np.float32)
+    p[2:5, 2:5, 2:5] = 0.5
+    p[10:16, 10:16, 3:7] = 0.6
+    p[11:15, 11:15, 4:6] = 0.99  # 32 of 144 voxels: mean (112 * 0.6 + 32 * 0.99) / 144
+    mean = (112 * 0.6 + 32 * 0.99) / 144
+    whole = TumorProbability(p)
+    out = drop_unconfident_tumors(labels, whole, 0.6)
+    assert (out[2:5, 2:5, 2:5] == 1).all() and (out == 2).sum() == 144
+    assert (drop_unconfident_tumors(labels, whole, mean + 1e-3) == 2).sum() == 0
+    assert (drop_unconfident_tumors(labels, whole, 0) == labels).all()
+    # the probability of a box only (a cascade's tumor stage): the same components, the same
+    # means; a component outside the box has no evidence and goes
+    box = (slice(1, 18), slice(1, 18), slice(1, 9))
+    part = TumorProbability(p[box].copy(), box)
+    np.testing.assert_array_equal(drop_unconfident_tumors(labels, part, 0.6), out)
+    outside = labels.copy()
+    outside[19, 19, 9] = 2
+    assert drop_unconfident_tumors(outside, part, 0.01)[19, 19, 9] == 1
+    rules = PostProcessing(min_tumor_ml=0.0, min_tumor_confidence=0.6)
+    np.testing.assert_array_equal(postprocess(labels, (1, 1, 1), rules, part), out)
+    with pytest.raises(ValueError, match="tumor probability"):
+        postprocess(labels, (1, 1, 1), rules)  # the rule needs the probability
+    assert (postprocess(np.ones_like(labels), (1, 1, 1), rules) == 1).all()  # no tumor: none
+    with pytest.raises(ValueError, match="does not fit"):
+        postprocess(labels, (1, 1, 1), rules, TumorProbability(p[box]))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="min_tumor_confidence"):
+            PostProcessing(min_tumor_confidence=bad)
+    assert PostProcessing(min_tumor_confidence=0.5).any
+
+
 @pytest.fixture(scope="module")
 def cascade_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("cascade")
@@ -200,6 +237,34 @@ def test_cascade_looks_only_inside_the_box_of_the_first_stage(cascade_dir, tmp_p
     assert p.shape == truth.shape + (3,)
     np.testing.assert_allclose(p.sum(-1), 1, atol=1e-5)
     assert (p[..., 2][outside] == 0).all()
+    # the tumor probability of the box, kept without the class probabilities too
+    lean = predictor.predict(NiftiVolume(vpath), progress=False)
+    assert lean.probabilities is None and lean.tumor_probability.index == seg.box.index
+    assert lean.tumor_probability.values.shape == seg.box.shape
+    np.testing.assert_allclose(lean.tumor_probability.values, p[seg.box.index + (2,)],
+                               atol=1e-5)
+
+
+def test_the_cascade_applies_its_confidence_rule_to_its_tumor_stage(cascade_dir, tmp_path):
+    from dataclasses import replace
+
+    from livertumor import NiftiVolume
+
+    ct, truth = cascade_volume()
+    vpath, _ = write_case(tmp_path, 0, ct, truth, spacing=(1.5, 1.5, 2.5))
+    volume = NiftiVolume(vpath)
+    cascade = load_predictor(cascade_dir)
+    raw = cascade.predict(volume, progress=False)
+    components, n = ndimage.label(raw.labels == 2)
+    means = raw.tumor_probability.component_means(components, n)
+    assert n >= 2 and means.min() < means.max()  # a threshold between them splits them
+    limit = float(means.min() + means.max()) / 2
+    sure = replace(cascade, rules=replace(cascade.rules, min_tumor_confidence=limit))
+    labels = sure.predict(volume, progress=False).labels
+    np.testing.assert_array_equal(labels, drop_unconfident_tumors(raw.labels,
+                                                                  raw.tumor_probability, limit))
+    kept = ndimage.label(labels == 2)[1]
+    assert 0 < kept == int((means >= limit).sum()) < n
 
 
 def test_the_rules_of_a_cascade_are_read_without_loading_its_models(cascade_dir, tmp_path):
@@ -239,7 +304,7 @@ def test_cascade_and_segment_commands(tmp_path):
     spec = json.loads((tmp_path / "both" / "cascade.json").read_text())
     assert spec["liver"] == "../liver" and spec["postprocess"] == {
         "largest_liver": True, "min_tumor_ml": 0.05, "max_tumor_elongation": 3.0,
-        "elongation_below_ml": 0.0}
+        "elongation_below_ml": 0.0, "min_tumor_confidence": 0.0}
     res = subprocess.run(run + ["segment", str(tmp_path / "both"), str(vpath),
                                 str(tmp_path / "p.nii.gz"), "--tta", "--min-tumor-ml", "0"],
                          capture_output=True, text=True, env=env)
@@ -259,6 +324,16 @@ def test_cascade_and_segment_commands(tmp_path):
     assert read_rules(tmp_path / "big") == PostProcessing(
         largest_liver=True, min_tumor_ml=0.05, max_tumor_elongation=1.0,
         elongation_below_ml=50.0)
+    res = subprocess.run(run + ["cascade", str(liver), str(tumor), str(tmp_path / "sure"),
+                                "--min-tumor-confidence", "0.75"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert read_rules(tmp_path / "sure").min_tumor_confidence == 0.75
+    res = subprocess.run(run + ["segment", str(tmp_path / "both"), str(vpath),
+                                str(tmp_path / "t.nii.gz"), "--min-tumor-confidence", "1"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not (read_mask(tmp_path / "t.nii.gz") == 2).any()  # no tumor is that sure
     res = subprocess.run(run + ["segment", str(tmp_path / "both"), str(vpath),
                                 str(tmp_path / "r.nii.gz"), "--min-tumor-ml", "0",
                                 "--max-tumor-elongation", "1", "--elongation-below-ml", "0.01"],
@@ -292,9 +367,16 @@ def test_the_minimum_tumor_volume_is_chosen_by_lesion_f1_on_given_patients(casca
                                     elongation=(0.0, 1.0))
     assert table[["min_tumor_ml", "max_tumor_elongation"]].values.tolist() == [
         [m, e] for m in (0.0, 0.05, 2.0, 5.0) for e in (0.0, 1.0)]
-    # without candidates, the cascade's own limit is kept
+    # without candidates, the cascade's own limit and confidence are kept
     own = tune_tumor_rules(cascade, cases, min_ml=(0.05,))[1]
     assert own["max_tumor_elongation"].tolist() == [cascade.rules.max_tumor_elongation]
+    assert own["min_tumor_confidence"].tolist() == [cascade.rules.min_tumor_confidence]
+    # confidences are tried on the same prediction; one no tumor reaches finds nothing
+    sure, by_confidence = tune_tumor_rules(cascade, cases, min_ml=(0.05,),
+                                           confidence=(0.0, 0.999999))
+    assert by_confidence["min_tumor_confidence"].tolist() == [0.0, 0.999999]
+    assert by_confidence["found"].tolist() == [1, 0]
+    assert sure == PostProcessing(largest_liver=True, min_tumor_ml=0.05)
     # a limit of 1 drops every tumor that is not perfectly round: no lesion is found
     assert (table[table["max_tumor_elongation"] == 1.0]["found"] == 0).all()
     rows = table[table["max_tumor_elongation"] == 0.0].set_index("min_tumor_ml")

@@ -13,7 +13,11 @@ import pytest
 from PIL import Image
 
 from livertumor.evaluation import report
-from livertumor.evaluation.tuning import MAX_TUMOR_ELONGATION_CANDIDATES, MIN_TUMOR_ML_CANDIDATES
+from livertumor.evaluation.tuning import (
+    MAX_TUMOR_ELONGATION_CANDIDATES,
+    MIN_TUMOR_CONFIDENCE_CANDIDATES,
+    MIN_TUMOR_ML_CANDIDATES,
+)
 from livertumor.series.runner import load_profile, prepare_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("notebooks")]
@@ -94,13 +98,14 @@ def test_both_architectures_and_the_cascade_trained(smoke_run):
     cascade = json.loads((smoke_run / "models" / "cascade" / "cascade.json").read_text())
     assert (cascade["liver"], cascade["tumor"]) == ("../unet", "../tumor_unet")
     tuning = tumor["rules_tuning"]  # on the validation patients, ties in table order
-    assert {(row["min_tumor_ml"], row["max_tumor_elongation"]) for row in tuning} == {
-        (m, e) for m in MIN_TUMOR_ML_CANDIDATES for e in MAX_TUMOR_ELONGATION_CANDIDATES}
+    keys = ("min_tumor_ml", "max_tumor_elongation", "min_tumor_confidence")
+    assert {tuple(row[k] for k in keys) for row in tuning} == {
+        (m, e, c) for m in MIN_TUMOR_ML_CANDIDATES for e in MAX_TUMOR_ELONGATION_CANDIDATES
+        for c in MIN_TUMOR_CONFIDENCE_CANDIDATES}
     top = max(row["lesion F1"] for row in tuning)
     best = next(row for row in tuning if row["lesion F1"] >= top - 1e-12)
     chosen = cascade["postprocess"]
-    assert (chosen["min_tumor_ml"], chosen["max_tumor_elongation"]) == (
-        best["min_tumor_ml"], best["max_tumor_elongation"])  # the best pair, the first on ties
+    assert tuple(chosen[k] for k in keys) == tuple(best[k] for k in keys)  # first on ties
     assert chosen["elongation_below_ml"] == 5.0  # the profile's, kept through the choice
 
 

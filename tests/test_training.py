@@ -284,6 +284,32 @@ def test_batch_norm_momentum_and_tumor_weight_settings():
             TrainConfig(**bad)
 
 
+def test_head_prior_starts_the_model_at_the_class_shares_of_the_drawn_slices(export_dir):
+    from PIL import Image
+
+    from livertumor.training import load_manifest
+    from livertumor.training.trainer import _class_shares, _compiled_model, _loss
+
+    rows = load_manifest(export_dir)
+    rows = rows[rows["split"] == "train"]
+    config = TrainConfig(**{**TINY, "head_prior": True, "tumor_oversampling": 4.0})
+    shares = _class_shares(export_dir, rows, config)
+    # by hand from the masks: a tumor slice counts four times
+    counts, weights = np.zeros(3), []
+    for row in rows.itertuples():
+        mask = np.asarray(Image.open(export_dir / row.mask))
+        w = 4.0 if (mask == 2).any() else 1.0
+        counts += w * np.bincount(mask.ravel(), minlength=3)[:3]
+        weights.append(w)
+    np.testing.assert_allclose(shares, counts / counts.sum())
+    assert shares[2] > 0 and abs(shares.sum() - 1) < 1e-12
+    zeros = np.zeros((1, 64, 64, 3), np.float32)
+    start = _compiled_model(config, _loss(config), 10, True, shares=shares)
+    np.testing.assert_allclose(start.predict(zeros, verbose=0)[0, 5, 5], shares, rtol=1e-4)
+    plain = _compiled_model(TrainConfig(**TINY), _loss(config), 10, True)
+    np.testing.assert_allclose(plain.predict(zeros, verbose=0)[0, 5, 5], 1 / 3, rtol=1e-4)
+
+
 def test_upsampling_setting_reaches_the_decoder():
     import keras
 

@@ -96,11 +96,12 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     _check_elongation_args(args)
     rules = None
     if (args.postprocess or args.min_tumor_ml is not None
-            or args.max_tumor_elongation is not None):
+            or args.max_tumor_elongation is not None or args.min_tumor_confidence is not None):
         rules = PostProcessing(largest_liver=args.postprocess,
                                min_tumor_ml=args.min_tumor_ml or 0.0,
                                max_tumor_elongation=args.max_tumor_elongation or 0.0,
-                               elongation_below_ml=args.elongation_below_ml)
+                               elongation_below_ml=args.elongation_below_ml,
+                               min_tumor_confidence=args.min_tumor_confidence or 0.0)
     if args.dicom_seg is not None and args.dicom_seg.suffix.lower() != ".dcm":
         raise LiverTumorError("the DICOM-SEG output must end in .dcm", args.dicom_seg)
     out = segment(args.model_dir, args.volume, args.out, args.probabilities,
@@ -147,6 +148,9 @@ def add_segment(sub) -> None:
     p.add_argument("--elongation-below-ml", type=float, default=0.0, metavar="ML",
                    help="apply --max-tumor-elongation only to tumor components smaller than "
                         "ML millilitres (default 0: to all)")
+    p.add_argument("--min-tumor-confidence", type=float, metavar="P",
+                   help="turn tumor components whose mean tumor probability is below P into "
+                        "liver (default: none; a cascade's own rule)")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average over zooms of 0.9, 1 and 1.1 "
                         "(three times the work)")
@@ -166,7 +170,8 @@ def _cmd_cascade(args: argparse.Namespace) -> int:
     _check_elongation_args(args)
     rules = PostProcessing(largest_liver=args.largest_liver, min_tumor_ml=args.min_tumor_ml,
                            max_tumor_elongation=args.max_tumor_elongation,
-                           elongation_below_ml=args.elongation_below_ml)
+                           elongation_below_ml=args.elongation_below_ml,
+                           min_tumor_confidence=args.min_tumor_confidence)
     # both folders load and the tumor model was trained on crops, before anything is written
     Cascade(SingleStage(args.liver_model), SingleStage(args.tumor_model), rules)
     path = write_cascade(args.out, args.liver_model, args.tumor_model, rules)
@@ -195,4 +200,7 @@ def add_cascade(sub) -> None:
     p.add_argument("--elongation-below-ml", type=float, default=0.0, metavar="ML",
                    help="apply --max-tumor-elongation only to tumor components smaller than "
                         "ML millilitres (default 0: to all)")
+    p.add_argument("--min-tumor-confidence", type=float, default=0.0, metavar="P",
+                   help="turn tumor components whose mean tumor probability (of the tumor "
+                        "model) is below P into liver (default 0: off)")
     p.set_defaults(func=_cmd_cascade)

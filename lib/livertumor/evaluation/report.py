@@ -234,7 +234,8 @@ def rules_sentence(rules) -> str:
     rules : :class:`~livertumor.inference.PostProcessing` (as
         :func:`~livertumor.inference.read_rules` gives for a model folder or a cascade), its
         dict (the ``postprocess`` record of a ``cascade.json``: ``largest_liver``,
-        ``min_tumor_ml``, ``max_tumor_elongation``, ``elongation_below_ml``), or None
+        ``min_tumor_ml``, ``max_tumor_elongation``, ``elongation_below_ml``,
+        ``min_tumor_confidence``), or None
 
     Examples
     --------
@@ -256,6 +257,9 @@ def rules_sentence(rules) -> str:
         size = f"under {below:g} mL that are " if below > 0 else ""
         left_out.append(f"tumors {size}more than {rules['max_tumor_elongation']:g} times as "
                         "long as wide (taken for vessels)")
+    if rules.get("min_tumor_confidence", 0) > 0:
+        left_out.append("tumors the model found with a mean probability below "
+                        f"{rules['min_tumor_confidence']:g}")
     if left_out:
         parts.append(" and ".join(left_out) + " are not reported")
     return f"Post-processing: {'; '.join(parts)}." if parts else ""

@@ -7,7 +7,9 @@ applies each candidate volume to the labels, and keeps the one with the best les
 It can also try several elongation limits (:data:`MAX_TUMOR_ELONGATION_CANDIDATES`, mildest
 first, so that a stricter limit is chosen only when it scores better: limits of 3 and 4 tied
 on the six validation patients of a demo run, and 4 then left more false positives on its
-test patients than 3). The validation patients are those
+test patients than 3), and several minimum tumor confidences
+(:data:`MIN_TUMOR_CONFIDENCE_CANDIDATES`: a component's mean tumor probability, from the same
+prediction). The validation patients are those
 the training held out by patient (``config.json``'s ``validation_cases``), so the choice does
 not look at the test set.
 """
@@ -45,6 +47,13 @@ were above 2 (all 0.3-2.7 mL: vessel segments); 3 is the limit a tube of three w
 meets. Below 2 an oval tumor (axes 2 : 1) would go."""
 
 
+MIN_TUMOR_CONFIDENCE_CANDIDATES = (0.0, 0.7, 0.8)
+"""Minimum mean tumor probabilities of a tumor component tried (0: off), mildest first. On
+the validation and test patients of three demo runs the cascade's found tumors averaged 0.79
+or more over their voxels; most false-positive components averaged 0.5-0.75 (the tumor class
+wins the argmax from a probability of 1/3)."""
+
+
 def validation_cases(export_dir: str | Path, model_dir: str | Path) -> pd.DataFrame:
     """Rows of the export's ``cases.csv`` for the patients a model held out for validation."""
     import json
@@ -56,9 +65,9 @@ def validation_cases(export_dir: str | Path, model_dir: str | Path) -> pd.DataFr
 
 
 def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATES,
-                     elongation=None) -> tuple[PostProcessing, pd.DataFrame]:
-    """The minimum tumor volume and maximum tumor elongation with the best lesion F1 on
-    ``cases``.
+                     elongation=None, confidence=None) -> tuple[PostProcessing, pd.DataFrame]:
+    """The minimum tumor volume, maximum tumor elongation and minimum tumor confidence with
+    the best lesion F1 on ``cases``.
 
     Parameters
     ----------
@@ -67,34 +76,40 @@ def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATE
     min_ml : volumes in mL (0: off)
     elongation : elongation limits (0: off), mildest first: on equal F1 the first wins;
         None: only the cascade's own
+    confidence : minimum mean tumor probabilities (0: off), mildest first (on equal F1 the
+        milder wins, after the smaller volume and the milder limit); None: only the
+        cascade's own
 
     Returns
     -------
-    (the cascade's rules with the best pair, table): one row per pair, volumes in ascending
-    order and limits in the given order, with lesion recall, precision, F1, reference
-    lesions found, false-positive components and tumor Dice global (all voxels of the cases
-    pooled).
+    (the cascade's rules with the best triple, table): one row per triple, volumes in
+    ascending order, limits and confidences in the given order, with lesion recall,
+    precision, F1, reference lesions found, false-positive components and tumor Dice global
+    (all voxels of the cases pooled).
     """
     from ..inference import postprocess
 
     if elongation is None:
         elongation = (cascade.rules.max_tumor_elongation,)
+    if confidence is None:
+        confidence = (cascade.rules.min_tumor_confidence,)
     raw = replace(cascade, rules=replace(cascade.rules, min_tumor_ml=0.0,
-                                         max_tumor_elongation=0.0))
-    pairs = [(m, e) for m in sorted(min_ml) for e in elongation]
-    counts = {p: {"tp": 0, "fp": 0, "fn": 0, "inter": 0, "total": 0} for p in pairs}
+                                         max_tumor_elongation=0.0, min_tumor_confidence=0.0))
+    triples = [(m, e, c) for m in sorted(min_ml) for e in elongation for c in confidence]
+    counts = {t: {"tp": 0, "fp": 0, "fn": 0, "inter": 0, "total": 0} for t in triples}
     for row in cases.itertuples():
         volume = NiftiVolume(row.volume_path)
         spacing = volume.geometry.spacing
         truth = read_mask(row.mask_path, like=volume.geometry)
-        labels = raw.predict(volume, progress=False).labels
-        for m, e in pairs:
-            # the cascade's own rules with the pair (largest liver already applied by
+        seg = raw.predict(volume, progress=False)
+        for m, e, c in triples:
+            # the cascade's own rules with the triple (largest liver already applied by
             # predict), so a rule's other settings hold in the choice as they will after it
-            pred = postprocess(labels, spacing, replace(
-                raw.rules, largest_liver=False, min_tumor_ml=m, max_tumor_elongation=e))
+            pred = postprocess(seg.labels, spacing, replace(
+                raw.rules, largest_liver=False, min_tumor_ml=m, max_tumor_elongation=e,
+                min_tumor_confidence=c), seg.tumor_probability)
             det = detect_lesions(pred, truth, spacing)
-            n = counts[m, e]
+            n = counts[m, e, c]
             n["tp"] += det["tp"]
             n["fp"] += det["fp"]
             n["fn"] += det["fn"]
@@ -102,27 +117,29 @@ def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATE
             n["inter"] += int(np.count_nonzero(p & t))
             n["total"] += int(np.count_nonzero(p)) + int(np.count_nonzero(t))
     rows = []
-    for (m, e), n in counts.items():
+    for (m, e, c), n in counts.items():
         recall = n["tp"] / (n["tp"] + n["fn"]) if n["tp"] + n["fn"] else float("nan")
         precision = n["tp"] / (n["tp"] + n["fp"]) if n["tp"] + n["fp"] else float("nan")
         f1 = (2 * recall * precision / (recall + precision)
               if recall + precision > 0 else 0.0)
-        rows.append({"min_tumor_ml": m, "max_tumor_elongation": e, "lesion recall": recall,
+        rows.append({"min_tumor_ml": m, "max_tumor_elongation": e,
+                     "min_tumor_confidence": c, "lesion recall": recall,
                      "lesion precision": precision, "lesion F1": f1, "found": n["tp"],
                      "false positive": n["fp"],
                      "tumor Dice global": 2 * n["inter"] / n["total"] if n["total"] else 1.0})
     table = pd.DataFrame(rows)
     f1 = table["lesion F1"].fillna(0.0).to_numpy()
-    m, e = pairs[int(np.flatnonzero(f1 >= f1.max() - 1e-12)[0])]
-    return replace(cascade.rules, min_tumor_ml=m, max_tumor_elongation=e), table
+    m, e, c = triples[int(np.flatnonzero(f1 >= f1.max() - 1e-12)[0])]
+    return replace(cascade.rules, min_tumor_ml=m, max_tumor_elongation=e,
+                   min_tumor_confidence=c), table
 
 
 def tune_cascade(cascade_path: str | Path, export_dir: str | Path,
-                 min_ml=MIN_TUMOR_ML_CANDIDATES, elongation=None
+                 min_ml=MIN_TUMOR_ML_CANDIDATES, elongation=None, confidence=None
                  ) -> tuple[PostProcessing, pd.DataFrame]:
-    """Choose a cascade's minimum tumor volume (and, given ``elongation`` candidates, its
-    maximum tumor elongation; None keeps its own) on its tumor stage's validation patients
-    and write the rules into its ``cascade.json``.
+    """Choose a cascade's minimum tumor volume (and, given ``elongation`` or ``confidence``
+    candidates, its maximum tumor elongation or minimum tumor confidence; None keeps its own)
+    on its tumor stage's validation patients and write the rules into its ``cascade.json``.
 
     Warns when the liver stage trained on any of those patients (its own record), since the
     choice would then see the liver stage at its best.
@@ -143,20 +160,22 @@ def tune_cascade(cascade_path: str | Path, export_dir: str | Path,
     if seen:
         warnings.warn(f"the liver stage trained on validation patients {sorted(seen)}",
                       stacklevel=2)
-    rules, table = tune_tumor_rules(cascade, patients, min_ml, elongation)
+    rules, table = tune_tumor_rules(cascade, patients, min_ml, elongation, confidence)
     write_cascade(cascade_path, cascade.liver.model_dir, cascade.tumor.model_dir, rules)
     return rules, table
 
 
 def write_tuned_cascade(path: str | Path, liver_dir: str | Path, tumor_dir: str | Path,
                         export_dir: str | Path, min_tumor_ml="validation",
-                        max_tumor_elongation="validation", elongation_below_ml=0.0
+                        max_tumor_elongation="validation", elongation_below_ml=0.0,
+                        min_tumor_confidence=0.0
                         ) -> tuple[Path, PostProcessing, pd.DataFrame | None]:
-    """Write a cascade (largest liver, then the tumor rules) whose minimum tumor volume and
-    elongation limit are each a number, or ``"validation"``: chosen among
-    :data:`MIN_TUMOR_ML_CANDIDATES` / :data:`MAX_TUMOR_ELONGATION_CANDIDATES` on the tumor
-    stage's validation patients (:func:`tune_cascade`, both together). The elongation limit
-    applies to tumor components below ``elongation_below_ml`` mL (0: all), in the choice too.
+    """Write a cascade (largest liver, then the tumor rules) whose minimum tumor volume,
+    elongation limit and minimum tumor confidence are each a number, or ``"validation"``:
+    chosen among :data:`MIN_TUMOR_ML_CANDIDATES` / :data:`MAX_TUMOR_ELONGATION_CANDIDATES` /
+    :data:`MIN_TUMOR_CONFIDENCE_CANDIDATES` on the tumor stage's validation patients
+    (:func:`tune_cascade`, all together). The elongation limit applies to tumor components
+    below ``elongation_below_ml`` mL (0: all), in the choice too.
 
     Returns
     -------
@@ -166,14 +185,18 @@ def write_tuned_cascade(path: str | Path, liver_dir: str | Path, tumor_dir: str 
 
     tune_volume = min_tumor_ml == "validation"
     tune_shape = max_tumor_elongation == "validation"
+    tune_confidence = min_tumor_confidence == "validation"
     minimum = 0.0 if tune_volume else float(min_tumor_ml)
     limit = 0.0 if tune_shape else float(max_tumor_elongation)
+    sure = 0.0 if tune_confidence else float(min_tumor_confidence)
     rules = PostProcessing(largest_liver=True, min_tumor_ml=minimum, max_tumor_elongation=limit,
-                           elongation_below_ml=float(elongation_below_ml))
+                           elongation_below_ml=float(elongation_below_ml),
+                           min_tumor_confidence=sure)
     cascade = write_cascade(path, liver_dir, tumor_dir, rules)
-    if not (tune_volume or tune_shape):
+    if not (tune_volume or tune_shape or tune_confidence):
         return cascade, rules, None
     rules, table = tune_cascade(
         cascade, export_dir, min_ml=MIN_TUMOR_ML_CANDIDATES if tune_volume else (minimum,),
-        elongation=MAX_TUMOR_ELONGATION_CANDIDATES if tune_shape else None)
+        elongation=MAX_TUMOR_ELONGATION_CANDIDATES if tune_shape else None,
+        confidence=MIN_TUMOR_CONFIDENCE_CANDIDATES if tune_confidence else None)
     return cascade, rules, table

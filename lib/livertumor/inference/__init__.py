@@ -19,8 +19,10 @@ from .cascade import (
 )
 from .postprocess import (
     PostProcessing,
+    TumorProbability,
     drop_elongated_tumors,
     drop_small_tumors,
+    drop_unconfident_tumors,
     largest_liver_component,
     liver_and_tumor,
     postprocess,
@@ -37,7 +39,8 @@ from .predict import (
 
 __all__ = [
     "CASCADE_FILE", "TTA_SCALES", "Cascade", "PostProcessing", "Segmentation", "SingleStage",
-    "drop_elongated_tumors", "drop_small_tumors", "largest_liver_component", "liver_and_tumor",
+    "TumorProbability", "drop_elongated_tumors", "drop_small_tumors", "drop_unconfident_tumors",
+    "largest_liver_component", "liver_and_tumor",
     "load_predictor", "load_preprocessing", "postprocess", "predict_volume", "read_rules",
     "segment",
     "tumor_elongation", "write_cascade", "write_probabilities",

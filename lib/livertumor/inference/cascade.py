@@ -92,16 +92,16 @@ class Cascade:
                                 volume.geometry)
         second = predict_volume(self.tumor.model, volume, self.tumor.prep,
                                 self.tumor.batch_size, keep_probabilities, False, progress,
-                                box=box, tta=self.tumor.tta)
+                                box=box, tta=self.tumor.tta, keep_tumor_probability=True)
         labels = liver_and_tumor(first.labels >= 1, second.labels == 2)
-        labels = postprocess(labels, spacing, self.rules)
+        labels = postprocess(labels, spacing, self.rules, second.tumor_probability)
         probs = None
         if keep_probabilities:
             p_tumor = second.probabilities[..., 2]
             p_liver = np.maximum(first.probabilities[..., 1] + first.probabilities[..., 2],
                                  p_tumor)
             probs = np.stack([1 - p_liver, p_liver - p_tumor, p_tumor], axis=-1)
-        return Segmentation(labels, probs, volume.geometry, box)
+        return Segmentation(labels, probs, volume.geometry, box, second.tumor_probability)
 
     def describe(self) -> dict:
         return {"kind": "cascade", "cascade": str(self.source) if self.source else None,

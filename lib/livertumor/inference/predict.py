@@ -21,7 +21,7 @@ from ..data.roi import Box
 from ..data.volumes import NiftiVolume, save_atomic, write_like
 from ..errors import LiverTumorError
 from .inputs import SliceInputs, check_model_fits
-from .postprocess import PostProcessing
+from .postprocess import PostProcessing, TumorProbability
 from .postprocess import postprocess as apply_rules
 
 TTA_SCALES = (0.9, 1.0, 1.1)
@@ -39,12 +39,15 @@ class Segmentation:
     probabilities : float32 (rows, columns, slices, 3) or None (``keep_probabilities=False``)
     geometry : the input file's :class:`~livertumor.data.volumes.Geometry`
     box : the liver box the (tumor) model looked at, or None (whole slices)
+    tumor_probability : the model's tumor probability where it looked (the box, or the
+        whole volume), or None when neither asked for nor needed by the rules
     """
 
     labels: np.ndarray
     probabilities: np.ndarray | None
     geometry: object
     box: Box | None = None
+    tumor_probability: TumorProbability | None = None
 
 
 def load_preprocessing(model_dir: str | Path) -> dict:
@@ -121,12 +124,14 @@ def predict_volume(
     progress: bool = True,
     box: Box | None = None,
     tta: bool = False,
+    keep_tumor_probability: bool = False,
 ) -> Segmentation:
     """Predict every axial slice of a volume (or, with ``box``, the box's part of its slices).
 
     Memory: the int16 volume (memory-mapped for ``.nii``), one batch of model inputs and
     outputs, and the uint8 label volume; with ``keep_probabilities`` also float32 class
-    probabilities (12 bytes per voxel).
+    probabilities (12 bytes per voxel); with ``keep_tumor_probability`` (or a confidence rule)
+    the float32 tumor probability of the box (4 bytes per voxel of the box, or of the volume).
 
     Parameters
     ----------
@@ -138,6 +143,8 @@ def predict_volume(
     box : predict only inside this liver box (a model trained on a ROI export); outside it
         the labels are 0 and the probabilities (1, 0, 0)
     tta : test-time augmentation over :data:`TTA_SCALES` (three times the model's work)
+    keep_tumor_probability : return the tumor probability where the model looked
+        (:attr:`Segmentation.tumor_probability`), as a cascade's confidence rule needs it
 
     Returns
     -------
@@ -158,10 +165,14 @@ def predict_volume(
     plane_shape = box.shape[:2] if box is not None else (rows, cols)
     ks_all = range(box.slice0, box.slice1) if box is not None else range(n_slices)
     labels = np.zeros((rows, cols, n_slices), np.uint8)
-    probs = None
+    rules = rules_of(postprocess)
+    probs = tumor = None
     if keep_probabilities:
         probs = np.zeros((rows, cols, n_slices, 3), np.float32)
         probs[..., 0] = 1.0
+    elif keep_tumor_probability or rules.min_tumor_confidence > 0:
+        tumor = np.zeros(box.shape if box is not None else (rows, cols, n_slices), np.float32)
+    first = ks_all.start
     batches = [ks_all[s:s + batch_size] for s in range(0, len(ks_all), batch_size)]
     for ks, x in tqdm(zip(batches, _prefetched(inputs.batch, batches), strict=True),
                       total=len(batches), desc=vol.path.name, unit="batch",
@@ -170,14 +181,20 @@ def predict_volume(
         at = plane + (slice(ks[0], ks[-1] + 1),)
         if probs is None:
             labels[at] = resized_labels(p, plane_shape)
+            if tumor is not None:
+                tumor[..., ks[0] - first:ks[-1] + 1 - first] = resize_probabilities(
+                    p[..., 2:], plane_shape)[..., 0].transpose(1, 2, 0)
         else:
             p = resize_probabilities(p, plane_shape)
             labels[at] = labels_of(p).transpose(1, 2, 0)
             probs[at] = p.transpose(1, 2, 0, 3)
-    rules = rules_of(postprocess)
+    index = box.index if box is not None else None
+    if probs is not None:
+        tumor = probs[..., 2] if index is None else probs[index + (2,)]
+    probability = TumorProbability(tumor, index) if tumor is not None else None
     if rules.any:
-        labels = apply_rules(labels, vol.geometry.spacing, rules)
-    return Segmentation(labels, probs, vol.geometry, box)
+        labels = apply_rules(labels, vol.geometry.spacing, rules, probability)
+    return Segmentation(labels, probs, vol.geometry, box, probability)
 
 
 def _prefetched(make, items):

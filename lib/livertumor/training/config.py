@@ -97,6 +97,12 @@ class TrainConfig:
     tumor_size_weight: float = _setting(
         0.0, "extra cross-entropy weight of the pixels of small tumors and tumor edges: a "
         "tumor pixel weighs 1 + w * (1 - the tumor share of its 15 x 15 neighbourhood); 0: off")
+    head_prior: bool = _setting(
+        False, "start the output layer's biases at the log of each class's share of the "
+        "training pixels as the stream draws them (tumor slices oversampled), so that the "
+        "first steps predict background where the data have it instead of a third for each "
+        "class (the prior initialisation of Lin et al. 2017, Focal Loss, section 3.3); off: "
+        "Keras's zero biases")
     batch_norm_momentum: float = _setting(
         0.0, "momentum of every batch norm's moving mean and variance (0: the layers' own, "
         "0.99 in Keras); short runs want a lower one, such as 0.9, so that the statistics "

@@ -274,6 +274,37 @@ def _augment(images, masks, aug: Augmentation, seed):
     return tf.clip_by_value(images, 0.0, 1.0), masks
 
 
+def class_shares(rows: pd.DataFrame, pixels_per_slice: int, tumor_oversampling: float = 1.0
+                 ) -> np.ndarray:
+    """Each class's share of the training pixels as the stream draws the slices (a slice with
+    tumor ``tumor_oversampling`` times as often as one without: :func:`_training_slices`).
+
+    Parameters
+    ----------
+    rows : manifest rows (``liver_pixels``: labels 1 and 2; ``tumor_pixels``: label 2)
+    pixels_per_slice : pixels of an exported mask (its side squared at a fixed export size)
+    tumor_oversampling : as in :func:`make_dataset` (1: every slice alike)
+
+    Returns
+    -------
+    float64 (3,): background, liver, tumor; sums to 1.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"liver_pixels": [0, 30], "tumor_pixels": [0, 10]})
+    >>> class_shares(rows, 100, tumor_oversampling=3.0).round(3).tolist()  # weights 1 and 3
+    [0.775, 0.15, 0.075]
+    """
+    tumor_slice = rows["tumor_pixels"].to_numpy() > 0
+    weight = np.where(tumor_slice, max(tumor_oversampling, 1.0), 1.0)
+    liver = float(np.dot(weight, rows["liver_pixels"].to_numpy()))
+    tumor = float(np.dot(weight, rows["tumor_pixels"].to_numpy()))
+    total = float(weight.sum()) * pixels_per_slice
+    if total <= 0:
+        raise ValueError("no training pixels")
+    return np.array([total - liver, liver - tumor, tumor]) / total
+
+
 def _training_slices(decoded, rows: pd.DataFrame, seed: int, tumor_oversampling: float):
     """The endless stream of training slices (uint8 image, mask): all slices, reshuffled each
     pass, mixed when ``tumor_oversampling`` > 1 with a stream of the tumor slices alone, so a

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from ..errors import EncoderWeightsError, LiverTumorError
@@ -130,6 +131,33 @@ def _head(x, num_classes: int):
     """1x1 convolution to class logits, then a float32 softmax over the last axis."""
     x = layers.Conv2D(num_classes, 1, name="logits")(x)
     return layers.Activation("softmax", dtype="float32", name="softmax")(x)
+
+
+def set_class_prior(model: keras.Model, shares) -> None:
+    """Set the output layer's biases (the 1x1 ``logits`` convolution) to the log of the
+    class shares, so that an untrained model's softmax gives each class its share of the
+    pixels (Lin et al. 2017, "Focal Loss for Dense Object Detection", section 3.3: the
+    foreground starts rare, so the many easy background pixels do not swamp the first
+    steps).
+
+    Parameters
+    ----------
+    model : a model of this module (its last convolution is named ``logits``)
+    shares : (num_classes,) positive class shares of the training pixels (any scale: the
+        softmax is invariant to a common offset); shares below 1e-6 count as 1e-6
+
+    Examples
+    --------
+    >>> m = build_unet((32, 32, 3), base_filters=4, depth=2)
+    >>> set_class_prior(m, [0.9, 0.09, 0.01])
+    >>> np.round(m.predict(np.zeros((1, 32, 32, 3)), verbose=0)[0, 0, 0], 2).tolist()
+    [0.9, 0.09, 0.01]
+    """
+    layer = model.get_layer("logits")
+    shares = np.asarray(shares, np.float64)
+    if shares.shape != tuple(layer.bias.shape) or not (shares >= 0).all() or shares.sum() <= 0:
+        raise ValueError(f"need {layer.bias.shape[0]} non-negative class shares, got {shares}")
+    layer.bias.assign(np.log(np.maximum(shares / shares.sum(), 1e-6)).astype("float32"))
 
 
 def build_unet(

@@ -189,10 +189,11 @@ def _replicas(strategy, batch_size: int, model_dir: Path) -> int:
 
 
 def _compiled_model(config: TrainConfig, loss, steps: int, with_metrics: bool,
-                    channels: int = 3):
+                    channels: int = 3, shares=None):
     """The model of ``config`` for ``channels`` input channels, its batch norms on
     TensorFlow's fused kernel (:mod:`.fused_norm`), compiled with Adam on a cosine-decaying
-    learning rate.
+    learning rate; with ``shares`` (the class shares of the training pixels), its output
+    biases start at their log (:func:`.models.set_class_prior`).
 
     Call under the strategy's scope. ``with_metrics=False`` for the multi-worker loop, which
     keeps its own metrics.
@@ -201,8 +202,12 @@ def _compiled_model(config: TrainConfig, loss, steps: int, with_metrics: bool,
 
     from .fused_norm import with_fused_batch_norm
     from .metrics import segmentation_metrics
+    from .models import set_class_prior
 
-    model = with_fused_batch_norm(build_model(config, channels))
+    model = build_model(config, channels)
+    if shares is not None:
+        set_class_prior(model, shares)
+    model = with_fused_batch_norm(model)
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=config.epochs * steps, alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss,
@@ -259,6 +264,18 @@ def _summary(model_dir: Path, history_before: pd.DataFrame, tensorboard: bool, *
     }
 
 
+def _class_shares(export_dir: Path, rows, config: TrainConfig):
+    """The class shares of the training pixels as the stream draws them
+    (:func:`.dataset.class_shares`), the slice's pixels read from its first mask."""
+    from PIL import Image
+
+    from .dataset import class_shares
+
+    with Image.open(export_dir / rows["mask"].iloc[0]) as mask:
+        pixels = mask.size[0] * mask.size[1]
+    return class_shares(rows, pixels, config.tumor_oversampling)
+
+
 def _loss(config: TrainConfig):
     """The config's loss: Dice + cross-entropy, tumor pixels weighted by ``tumor_weight``
     and ``tumor_size_weight`` (:class:`.losses.DiceCrossEntropy`)."""
@@ -271,9 +288,10 @@ def _loss(config: TrainConfig):
 
 def _fit_and_save(strategy, role, config: TrainConfig, model_dir: Path, fit_rows, val_rows,
                   steps: int, channels: int, callbacks, tensorboard: bool,
-                  verbose) -> tuple[str, dict]:
-    """Build and compile the model under ``strategy``'s scope, fit it (single host or
-    multi-worker), save ``model.keras`` from the best epoch (chief only).
+                  verbose, shares=None) -> tuple[str, dict]:
+    """Build and compile the model under ``strategy``'s scope (output biases from
+    ``shares`` when given), fit it (single host or multi-worker), save ``model.keras`` from
+    the best epoch (chief only).
 
     Returns (SHA-256 of the final weights, the loop's per-worker counts).
     """
@@ -285,7 +303,7 @@ def _fit_and_save(strategy, role, config: TrainConfig, model_dir: Path, fit_rows
     with strategy.scope():
         loss = _loss(config)
         model = _compiled_model(config, loss, steps, with_metrics=not multi_worker,
-                                channels=channels)
+                                channels=channels, shares=shares)
     callback_list = make_callbacks(model_dir, config, callbacks, chief=role.is_chief,
                                    tensorboard=tensorboard)
     if multi_worker:
@@ -365,8 +383,9 @@ def train(
         strategy = strategy or make_strategy(config.strategy)
         replicas = _replicas(strategy, config.batch_size, model_dir)
         history_before = read_history(model_dir)
+        shares = _class_shares(export_dir, fit_rows, config) if config.head_prior else None
         digest, loop = _fit_and_save(strategy, role, config, model_dir, fit_rows, val_rows,
-                                     steps, channels, callbacks, tensorboard, verbose)
+                                     steps, channels, callbacks, tensorboard, verbose, shares)
 
     result = _summary(model_dir, history_before, tensorboard, replicas=replicas,
                       workers=role.num_workers, weights_sha256=digest)
