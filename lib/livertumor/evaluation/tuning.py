@@ -87,7 +87,7 @@ def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATE
     precision, F1, reference lesions found, false-positive components and tumor Dice global
     (all voxels of the cases pooled).
     """
-    from ..inference import postprocess
+    from ..inference.postprocess import TumorComponents
 
     if elongation is None:
         elongation = (cascade.rules.max_tumor_elongation,)
@@ -102,12 +102,12 @@ def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATE
         spacing = volume.geometry.spacing
         truth = read_mask(row.mask_path, like=volume.geometry)
         seg = raw.predict(volume, progress=False)
+        tumors = TumorComponents(seg.labels, spacing, seg.tumor_probability)  # labelled once
         for m, e, c in triples:
             # the cascade's own rules with the triple (largest liver already applied by
             # predict), so a rule's other settings hold in the choice as they will after it
-            pred = postprocess(seg.labels, spacing, replace(
-                raw.rules, largest_liver=False, min_tumor_ml=m, max_tumor_elongation=e,
-                min_tumor_confidence=c), seg.tumor_probability)
+            pred = tumors.without(replace(raw.rules, min_tumor_ml=m, max_tumor_elongation=e,
+                                          min_tumor_confidence=c))
             det = detect_lesions(pred, truth, spacing)
             n = counts[m, e, c]
             n["tp"] += det["tp"]

@@ -19,6 +19,7 @@ from .cascade import (
 )
 from .postprocess import (
     PostProcessing,
+    TumorComponents,
     TumorProbability,
     drop_elongated_tumors,
     drop_small_tumors,
@@ -39,8 +40,8 @@ from .predict import (
 
 __all__ = [
     "CASCADE_FILE", "TTA_SCALES", "Cascade", "PostProcessing", "Segmentation", "SingleStage",
-    "TumorProbability", "drop_elongated_tumors", "drop_small_tumors", "drop_unconfident_tumors",
-    "largest_liver_component", "liver_and_tumor",
+    "TumorComponents", "TumorProbability", "drop_elongated_tumors", "drop_small_tumors",
+    "drop_unconfident_tumors", "largest_liver_component", "liver_and_tumor",
     "load_predictor", "load_preprocessing", "postprocess", "predict_volume", "read_rules",
     "segment",
     "tumor_elongation", "write_cascade", "write_probabilities",

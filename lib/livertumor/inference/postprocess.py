@@ -142,41 +142,82 @@ def liver_and_tumor(liver: np.ndarray, tumor: np.ndarray) -> np.ndarray:
     return np.where(tumor, 2, liver.astype(np.uint8)).astype(np.uint8)
 
 
-def _tumors_to_liver(labels: np.ndarray, select) -> np.ndarray:
-    """Tumor components (label 2, face connectivity) chosen by ``select`` become liver (1).
+class TumorComponents:
+    """The tumor components (label 2, face connectivity) of a label map, labelled once, with
+    what the tumor rules test: volume, elongation and mean tumor probability (each computed
+    when first asked for). :meth:`without` applies a rule set; trying several rule sets on
+    one prediction (:func:`~livertumor.evaluation.tuning.tune_tumor_rules`) labels and
+    measures the components only once.
 
-    ``select(components, n)`` gets the labelled components (int array of ``labels``' shape,
-    0 outside the tumors, 1..n) and returns a bool array (n,): True for those to drop. The
-    tumors are labelled once, whatever ``select`` tests (volume, shape or both).
+    Parameters
+    ----------
+    labels : uint8 (rows, columns, slices), 0/1/2 (not changed)
+    spacing : (row, column, slice) voxel size in mm
+    probability : the tumor probability the labels came from (:class:`TumorProbability`),
+        needed by ``min_tumor_confidence`` only
     """
-    components, n = ndimage.label(labels == 2)
-    out = labels.copy()
-    if n == 0:
+
+    def __init__(self, labels: np.ndarray, spacing, probability: TumorProbability | None = None):
+        self.labels = labels
+        self.spacing = tuple(float(x) for x in spacing)
+        self.probability = probability
+        self.components, self.n = ndimage.label(labels == 2)
+        self._elongation = self._confidence = None
+
+    @property
+    def volume_ml(self) -> np.ndarray:
+        """float64 (n,): volume of each component in mL."""
+        voxel_ml = float(np.prod(self.spacing)) / 1000.0
+        return np.bincount(self.components.ravel(), minlength=self.n + 1)[1:] * voxel_ml
+
+    @property
+    def elongation(self) -> np.ndarray:
+        """float64 (n,): :func:`tumor_elongation` of each component."""
+        if self._elongation is None:
+            self._elongation = tumor_elongation(self.components, self.n, self.spacing)
+        return self._elongation
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """float64 (n,): mean tumor probability of each component.
+
+        Raises
+        ------
+        ValueError
+            No probability was given, or it does not fit the labels.
+        """
+        if self._confidence is None:
+            if self.probability is None:
+                raise ValueError("min_tumor_confidence needs the model's tumor probability")
+            self._confidence = self.probability.component_means(self.components, self.n)
+        return self._confidence
+
+    def dropped(self, rules: PostProcessing) -> np.ndarray:
+        """bool (n,): the components the tumor rules of ``rules`` turn into liver (any rule
+        suffices)."""
+        drop = np.zeros(self.n, bool)
+        if self.n == 0:
+            return drop
+        volume = self.volume_ml
+        if rules.min_tumor_ml > 0:
+            drop |= volume < rules.min_tumor_ml
+        if rules.max_tumor_elongation > 0:
+            longer = self.elongation > rules.max_tumor_elongation
+            if rules.elongation_below_ml > 0:
+                longer &= volume < rules.elongation_below_ml
+            drop |= longer
+        if rules.min_tumor_confidence > 0:
+            drop |= self.confidence < rules.min_tumor_confidence
+        return drop
+
+    def without(self, rules: PostProcessing) -> np.ndarray:
+        """A copy of the labels in which the components :meth:`dropped` by ``rules`` are
+        liver (1)."""
+        out = self.labels.copy()
+        drop = self.dropped(rules)
+        if drop.any():
+            out[np.concatenate([[False], drop])[self.components]] = 1
         return out
-    drop = np.concatenate([[False], np.asarray(select(components, n), bool)])
-    out[drop[components]] = 1
-    return out
-
-
-def _smaller_than(min_ml: float, spacing):
-    """A ``select`` for :func:`_tumors_to_liver`: components below ``min_ml`` mL."""
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-
-    def select(components, n):
-        return np.bincount(components.ravel(), minlength=n + 1)[1:] * voxel_ml < min_ml
-    return select
-
-
-def _longer_than(max_elongation: float, spacing, below_ml: float = 0.0):
-    """A ``select`` for :func:`_tumors_to_liver`: components more elongated than
-    ``max_elongation`` (:func:`tumor_elongation`), only those below ``below_ml`` mL if it is
-    > 0."""
-    def select(components, n):
-        longer = tumor_elongation(components, n, spacing) > max_elongation
-        if below_ml > 0:
-            longer &= _smaller_than(below_ml, spacing)(components, n)
-        return longer
-    return select
 
 
 def drop_small_tumors(labels: np.ndarray, spacing, min_ml: float) -> np.ndarray:
@@ -195,9 +236,7 @@ def drop_small_tumors(labels: np.ndarray, spacing, min_ml: float) -> np.ndarray:
     >>> int(out[1, 1, 1]), int((out == 2).sum())
     (1, 64)
     """
-    if min_ml <= 0:
-        return labels.copy()
-    return _tumors_to_liver(labels, _smaller_than(min_ml, spacing))
+    return TumorComponents(labels, spacing).without(PostProcessing(min_tumor_ml=max(min_ml, 0)))
 
 
 def tumor_elongation(components: np.ndarray, n: int, spacing) -> np.ndarray:
@@ -259,7 +298,8 @@ def drop_elongated_tumors(labels: np.ndarray, spacing, max_elongation: float,
     """
     if max_elongation <= 0:
         return labels.copy()
-    return _tumors_to_liver(labels, _longer_than(max_elongation, spacing, below_ml))
+    return TumorComponents(labels, spacing).without(PostProcessing(
+        max_tumor_elongation=max_elongation, elongation_below_ml=below_ml))
 
 
 def drop_unconfident_tumors(labels: np.ndarray, probability: TumorProbability,
@@ -278,17 +318,9 @@ def drop_unconfident_tumors(labels: np.ndarray, probability: TumorProbability,
     """
     if min_confidence <= 0:
         return labels.copy()
-    return _tumors_to_liver(labels, _less_confident(min_confidence, probability))
-
-
-def _less_confident(min_confidence: float, probability: TumorProbability | None):
-    """A ``select`` for :func:`_tumors_to_liver`: components whose mean tumor probability is
-    below ``min_confidence`` (called only when there are components)."""
-    def select(components, n):
-        if probability is None:
-            raise ValueError("min_tumor_confidence needs the model's tumor probability")
-        return probability.component_means(components, n) < min_confidence
-    return select
+    # the voxel size does not matter to this rule
+    return TumorComponents(labels, (1, 1, 1), probability).without(
+        PostProcessing(min_tumor_confidence=min_confidence))
 
 
 def postprocess(labels: np.ndarray, spacing, rules: PostProcessing,
@@ -307,16 +339,8 @@ def postprocess(labels: np.ndarray, spacing, rules: PostProcessing,
         ``min_tumor_confidence`` without ``probability``, or a probability that does not fit
         the labels.
     """
-    out = largest_liver_component(labels) if rules.largest_liver else labels.copy()
-    tests = []
-    if rules.min_tumor_confidence > 0:
-        tests.append(_less_confident(rules.min_tumor_confidence, probability))
-    if rules.min_tumor_ml > 0:
-        tests.append(_smaller_than(rules.min_tumor_ml, spacing))
-    if rules.max_tumor_elongation > 0:
-        tests.append(_longer_than(rules.max_tumor_elongation, spacing,
-                                  rules.elongation_below_ml))
-    if not tests:
-        return out
-    return _tumors_to_liver(out, lambda components, n: np.logical_or.reduce(
-        [test(components, n) for test in tests]))
+    out = largest_liver_component(labels) if rules.largest_liver else labels
+    if not (rules.min_tumor_ml > 0 or rules.max_tumor_elongation > 0
+            or rules.min_tumor_confidence > 0):
+        return out.copy() if out is labels else out
+    return TumorComponents(out, spacing, probability).without(rules)
