@@ -16,8 +16,8 @@ from livertumor import LiverTumorError, read_geometry, read_mask
 from livertumor.data.roi import liver_box
 from livertumor.inference import (
     Cascade,
+    ClassProbability,
     PostProcessing,
-    TumorProbability,
     drop_elongated_tumors,
     drop_small_tumors,
     drop_unconfident_tumors,
@@ -166,7 +166,7 @@ def test_tumors_the_model_barely_gave_are_dropped_by_their_mean_probability():
     p[10:16, 10:16, 3:7] = 0.6
     p[11:15, 11:15, 4:6] = 0.99  # 32 of 144 voxels: mean (112 * 0.6 + 32 * 0.99) / 144
     mean = (112 * 0.6 + 32 * 0.99) / 144
-    whole = TumorProbability(p)
+    whole = ClassProbability(p)
     out = drop_unconfident_tumors(labels, whole, 0.6)
     assert (out[2:5, 2:5, 2:5] == 1).all() and (out == 2).sum() == 144
     assert (drop_unconfident_tumors(labels, whole, mean + 1e-3) == 2).sum() == 0
@@ -174,7 +174,7 @@ def test_tumors_the_model_barely_gave_are_dropped_by_their_mean_probability():
     # the probability of a box only (a cascade's tumor stage): the same components, the same
     # means; a component outside the box has no evidence and goes
     box = (slice(1, 18), slice(1, 18), slice(1, 9))
-    part = TumorProbability(p[box].copy(), box)
+    part = ClassProbability(p[box].copy(), box)
     np.testing.assert_array_equal(drop_unconfident_tumors(labels, part, 0.6), out)
     outside = labels.copy()
     outside[19, 19, 9] = 2
@@ -185,7 +185,7 @@ def test_tumors_the_model_barely_gave_are_dropped_by_their_mean_probability():
         postprocess(labels, (1, 1, 1), rules)  # the rule needs the probability
     assert (postprocess(np.ones_like(labels), (1, 1, 1), rules) == 1).all()  # no tumor: none
     with pytest.raises(ValueError, match="does not fit"):
-        postprocess(labels, (1, 1, 1), rules, TumorProbability(p[box]))
+        postprocess(labels, (1, 1, 1), rules, ClassProbability(p[box]))
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="min_tumor_confidence"):
             PostProcessing(min_tumor_confidence=bad)
@@ -243,6 +243,45 @@ def test_cascade_looks_only_inside_the_box_of_the_first_stage(cascade_dir, tmp_p
     assert lean.tumor_probability.values.shape == seg.box.shape
     np.testing.assert_allclose(lean.tumor_probability.values, p[seg.box.index + (2,)],
                                atol=1e-5)
+
+
+def test_inside_the_box_the_liver_is_the_mean_of_both_stages(cascade_dir, tmp_path):
+    from dataclasses import replace
+
+    from livertumor import NiftiVolume
+    from livertumor.inference import predict_volume
+
+    ct, truth = cascade_volume()
+    ct[30:34, 8:12, 3:9] = 95  # a liver spot the two stages see differently
+    vpath, _ = write_case(tmp_path, 0, ct, truth, spacing=(1.5, 1.5, 2.5))
+    volume = NiftiVolume(vpath)
+    cascade = load_predictor(cascade_dir)
+    assert cascade.liver_in_box == "mean"  # what write_cascade writes
+    bare = replace(cascade, rules=PostProcessing())  # no rule: the combination alone
+    seg = bare.predict(volume, progress=False)
+    p1 = cascade.liver.predict(volume, keep_probabilities=True, progress=False).probabilities
+    p2 = predict_volume(cascade.tumor.model, volume, cascade.tumor.prep, box=seg.box,
+                        keep_probabilities=True, progress=False).probabilities
+    liver1 = p1[..., 1] + p1[..., 2]
+    mean = (liver1 + p2[..., 1] + p2[..., 2]) / 2
+    inside = np.zeros(truth.shape, bool)
+    inside[seg.box.index] = True
+    tumor = seg.labels == 2
+    expected = np.where(inside, mean > 0.5, p1.argmax(-1) >= 1) | tumor
+    assert ((seg.labels >= 1) != expected).sum() <= 2  # float16 against float32 at 0.5
+    # a file written before the choice existed means the liver stage alone
+    spec = json.loads(cascade_dir.read_text())
+    del spec["liver_in_box"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({**spec, "liver": str(cascade_dir.parent / spec["liver"]),
+                               "tumor": str(cascade_dir.parent / spec["tumor"])}))
+    first = replace(load_predictor(old), rules=PostProcessing())
+    assert first.liver_in_box == "first"
+    alone = first.predict(volume, progress=False).labels
+    np.testing.assert_array_equal(alone >= 1, (p1.argmax(-1) >= 1) | (alone == 2))
+    with pytest.raises(ValueError, match="liver_in_box"):
+        write_cascade(tmp_path / "bad", cascade.liver.model_dir, cascade.tumor.model_dir,
+                      liver_in_box="max")
 
 
 def test_the_cascade_applies_its_confidence_rule_to_its_tumor_stage(cascade_dir, tmp_path):
@@ -305,6 +344,7 @@ def test_cascade_and_segment_commands(tmp_path):
     assert spec["liver"] == "../liver" and spec["postprocess"] == {
         "largest_liver": True, "min_tumor_ml": 0.05, "max_tumor_elongation": 3.0,
         "elongation_below_ml": 0.0, "min_tumor_confidence": 0.0}
+    assert spec["liver_in_box"] == "mean"
     res = subprocess.run(run + ["segment", str(tmp_path / "both"), str(vpath),
                                 str(tmp_path / "p.nii.gz"), "--tta", "--min-tumor-ml", "0"],
                          capture_output=True, text=True, env=env)
@@ -329,6 +369,11 @@ def test_cascade_and_segment_commands(tmp_path):
                          capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert read_rules(tmp_path / "sure").min_tumor_confidence == 0.75
+    res = subprocess.run(run + ["cascade", str(liver), str(tumor), str(tmp_path / "alone"),
+                                "--liver-in-box", "first"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert load_predictor(tmp_path / "alone").liver_in_box == "first"
     res = subprocess.run(run + ["segment", str(tmp_path / "both"), str(vpath),
                                 str(tmp_path / "t.nii.gz"), "--min-tumor-confidence", "1"],
                          capture_output=True, text=True, env=env)

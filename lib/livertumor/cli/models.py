@@ -173,13 +173,16 @@ def _cmd_cascade(args: argparse.Namespace) -> int:
                            elongation_below_ml=args.elongation_below_ml,
                            min_tumor_confidence=args.min_tumor_confidence)
     # both folders load and the tumor model was trained on crops, before anything is written
-    Cascade(SingleStage(args.liver_model), SingleStage(args.tumor_model), rules)
-    path = write_cascade(args.out, args.liver_model, args.tumor_model, rules)
+    Cascade(SingleStage(args.liver_model), SingleStage(args.tumor_model), rules,
+            liver_in_box=args.liver_in_box)
+    path = write_cascade(args.out, args.liver_model, args.tumor_model, rules, args.liver_in_box)
     print(f"cascade written to {path}; segment with: python -m livertumor segment "
           f"{path.parent} VOLUME.nii.gz OUT.nii.gz")
     return 0
 
 def add_cascade(sub) -> None:
+    from ..inference.cascade import LIVER_IN_BOX
+
     p = sub.add_parser(
         "cascade", help="combine a liver model and a liver-box tumor model into a cascade",
         description="Write cascade.json into OUT (a folder, or a .json file) naming the two "
@@ -203,4 +206,8 @@ def add_cascade(sub) -> None:
     p.add_argument("--min-tumor-confidence", type=float, default=0.0, metavar="P",
                    help="turn tumor components whose mean tumor probability (of the tumor "
                         "model) is below P into liver (default 0: off)")
+    p.add_argument("--liver-in-box", choices=LIVER_IN_BOX, default="mean",
+                   help="the liver inside the liver box: the mean of both models' liver "
+                        "probabilities (mean, default: the tumor model also labels the liver, "
+                        "at a higher resolution) or the liver model's alone (first)")
     p.set_defaults(func=_cmd_cascade)

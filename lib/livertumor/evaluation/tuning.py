@@ -161,7 +161,8 @@ def tune_cascade(cascade_path: str | Path, export_dir: str | Path,
         warnings.warn(f"the liver stage trained on validation patients {sorted(seen)}",
                       stacklevel=2)
     rules, table = tune_tumor_rules(cascade, patients, min_ml, elongation, confidence)
-    write_cascade(cascade_path, cascade.liver.model_dir, cascade.tumor.model_dir, rules)
+    write_cascade(cascade_path, cascade.liver.model_dir, cascade.tumor.model_dir, rules,
+                  cascade.liver_in_box)
     return rules, table
 
 

@@ -18,9 +18,9 @@ from .cascade import (
     write_cascade,
 )
 from .postprocess import (
+    ClassProbability,
     PostProcessing,
     TumorComponents,
-    TumorProbability,
     drop_elongated_tumors,
     drop_small_tumors,
     drop_unconfident_tumors,
@@ -40,7 +40,7 @@ from .predict import (
 
 __all__ = [
     "CASCADE_FILE", "TTA_SCALES", "Cascade", "PostProcessing", "Segmentation", "SingleStage",
-    "TumorComponents", "TumorProbability", "drop_elongated_tumors", "drop_small_tumors",
+    "TumorComponents", "ClassProbability", "drop_elongated_tumors", "drop_small_tumors",
     "drop_unconfident_tumors", "largest_liver_component", "liver_and_tumor",
     "load_predictor", "load_preprocessing", "postprocess", "predict_volume", "read_rules",
     "segment",

@@ -5,7 +5,7 @@ it (connected to it), no tumor specks below a minimum volume, no tube-shaped "tu
 Every rule takes and returns a canonical uint8 label map (0 background, 1 liver, 2 tumor) of
 shape (rows, columns, slices); the rules are in :class:`PostProcessing`, whose effect on the
 scores the evaluation measures one rule at a time. The confidence rule also needs the model's
-tumor probability (:class:`TumorProbability`).
+tumor probability (:class:`ClassProbability`).
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ class PostProcessing:
 
 
 @dataclass(frozen=True)
-class TumorProbability:
-    """A model's tumor probability over part of a volume: what the confidence rule averages.
+class ClassProbability:
+    """One class's probability (a model's tumor or liver probability) over part of a volume,
+    or all of it: the tumor probability is what the confidence rule averages.
 
     Attributes
     ----------
@@ -88,6 +89,16 @@ class TumorProbability:
 
     values: np.ndarray
     index: tuple[slice, slice, slice] | None = None
+
+    def within(self, index: tuple[slice, slice, slice]) -> np.ndarray:
+        """float32 values at ``index`` (a box inside the part, in volume coordinates)."""
+        if self.index is None:
+            return np.asarray(self.values[index], np.float32)
+        local = tuple(slice(b.start - a.start, b.stop - a.start)
+                      for a, b in zip(self.index, index, strict=True))
+        if any(s.start < 0 or s.stop > n for s, n in zip(local, self.values.shape, strict=True)):
+            raise ValueError(f"{index} is not inside the part {self.index}")
+        return np.asarray(self.values[local], np.float32)
 
     def component_means(self, components: np.ndarray, n: int) -> np.ndarray:
         """Mean probability (float64 (n,)) of each labelled component 1..n over its voxels
@@ -153,11 +164,11 @@ class TumorComponents:
     ----------
     labels : uint8 (rows, columns, slices), 0/1/2 (not changed)
     spacing : (row, column, slice) voxel size in mm
-    probability : the tumor probability the labels came from (:class:`TumorProbability`),
+    probability : the tumor probability the labels came from (:class:`ClassProbability`),
         needed by ``min_tumor_confidence`` only
     """
 
-    def __init__(self, labels: np.ndarray, spacing, probability: TumorProbability | None = None):
+    def __init__(self, labels: np.ndarray, spacing, probability: ClassProbability | None = None):
         self.labels = labels
         self.spacing = tuple(float(x) for x in spacing)
         self.probability = probability
@@ -302,17 +313,17 @@ def drop_elongated_tumors(labels: np.ndarray, spacing, max_elongation: float,
         max_tumor_elongation=max_elongation, elongation_below_ml=below_ml))
 
 
-def drop_unconfident_tumors(labels: np.ndarray, probability: TumorProbability,
+def drop_unconfident_tumors(labels: np.ndarray, probability: ClassProbability,
                             min_confidence: float) -> np.ndarray:
     """Tumor components (label 2, face connectivity) whose mean tumor probability
-    (:meth:`TumorProbability.component_means`) is below ``min_confidence`` become liver (1);
+    (:meth:`ClassProbability.component_means`) is below ``min_confidence`` become liver (1);
     0 keeps all.
 
     Examples
     --------
     >>> m = np.ones((10, 10, 10), np.uint8); m[1:3, 1:3, 1:3] = 2; m[5:8, 5:8, 5:8] = 2
     >>> p = np.where(m == 2, 0.9, 0.0); p[1:3, 1:3, 1:3] = 0.55  # the small one barely won
-    >>> out = drop_unconfident_tumors(m, TumorProbability(p), 0.8)
+    >>> out = drop_unconfident_tumors(m, ClassProbability(p), 0.8)
     >>> int(out[1, 1, 1]), int((out == 2).sum())
     (1, 27)
     """
@@ -324,7 +335,7 @@ def drop_unconfident_tumors(labels: np.ndarray, probability: TumorProbability,
 
 
 def postprocess(labels: np.ndarray, spacing, rules: PostProcessing,
-                probability: TumorProbability | None = None) -> np.ndarray:
+                probability: ClassProbability | None = None) -> np.ndarray:
     """Apply ``rules`` to a label map (a copy; the input is not changed), in the order of
     :class:`PostProcessing`'s fields.
 

@@ -21,7 +21,7 @@ from ..data.roi import Box
 from ..data.volumes import NiftiVolume, save_atomic, write_like
 from ..errors import LiverTumorError
 from .inputs import SliceInputs, check_model_fits
-from .postprocess import PostProcessing, TumorProbability
+from .postprocess import ClassProbability, PostProcessing
 from .postprocess import postprocess as apply_rules
 
 TTA_SCALES = (0.9, 1.0, 1.1)
@@ -41,13 +41,15 @@ class Segmentation:
     box : the liver box the (tumor) model looked at, or None (whole slices)
     tumor_probability : the model's tumor probability where it looked (the box, or the
         whole volume), or None when neither asked for nor needed by the rules
+    liver_probability : likewise its liver probability (classes 1 and 2), or None
     """
 
     labels: np.ndarray
     probabilities: np.ndarray | None
     geometry: object
     box: Box | None = None
-    tumor_probability: TumorProbability | None = None
+    tumor_probability: ClassProbability | None = None
+    liver_probability: ClassProbability | None = None
 
 
 def load_preprocessing(model_dir: str | Path) -> dict:
@@ -125,13 +127,15 @@ def predict_volume(
     box: Box | None = None,
     tta: bool = False,
     keep_tumor_probability: bool = False,
+    keep_liver_probability: bool = False,
 ) -> Segmentation:
     """Predict every axial slice of a volume (or, with ``box``, the box's part of its slices).
 
     Memory: the int16 volume (memory-mapped for ``.nii``), one batch of model inputs and
     outputs, and the uint8 label volume; with ``keep_probabilities`` also float32 class
     probabilities (12 bytes per voxel); with ``keep_tumor_probability`` (or a confidence rule)
-    the float32 tumor probability of the box (4 bytes per voxel of the box, or of the volume).
+    the float32 tumor probability of the box (4 bytes per voxel of the box, or of the volume),
+    with ``keep_liver_probability`` the float16 liver probability (2 bytes per voxel).
 
     Parameters
     ----------
@@ -145,6 +149,9 @@ def predict_volume(
     tta : test-time augmentation over :data:`TTA_SCALES` (three times the model's work)
     keep_tumor_probability : return the tumor probability where the model looked
         (:attr:`Segmentation.tumor_probability`), as a cascade's confidence rule needs it
+    keep_liver_probability : return the liver probability (classes 1 and 2) where the model
+        looked (:attr:`Segmentation.liver_probability`), as a cascade that takes the mean of
+        its two stages' liver inside the box needs it
 
     Returns
     -------
@@ -166,12 +173,16 @@ def predict_volume(
     ks_all = range(box.slice0, box.slice1) if box is not None else range(n_slices)
     labels = np.zeros((rows, cols, n_slices), np.uint8)
     rules = rules_of(postprocess)
-    probs = tumor = None
+    probs = tumor = liver = None
+    part_shape = box.shape if box is not None else (rows, cols, n_slices)
     if keep_probabilities:
         probs = np.zeros((rows, cols, n_slices, 3), np.float32)
         probs[..., 0] = 1.0
-    elif keep_tumor_probability or rules.min_tumor_confidence > 0:
-        tumor = np.zeros(box.shape if box is not None else (rows, cols, n_slices), np.float32)
+    else:
+        if keep_tumor_probability or rules.min_tumor_confidence > 0:
+            tumor = np.zeros(part_shape, np.float32)
+        if keep_liver_probability:
+            liver = np.zeros(part_shape, np.float16)
     first = ks_all.start
     batches = [ks_all[s:s + batch_size] for s in range(0, len(ks_all), batch_size)]
     for ks, x in tqdm(zip(batches, _prefetched(inputs.batch, batches), strict=True),
@@ -181,20 +192,27 @@ def predict_volume(
         at = plane + (slice(ks[0], ks[-1] + 1),)
         if probs is None:
             labels[at] = resized_labels(p, plane_shape)
-            if tumor is not None:
-                tumor[..., ks[0] - first:ks[-1] + 1 - first] = resize_probabilities(
-                    p[..., 2:], plane_shape)[..., 0].transpose(1, 2, 0)
+            if tumor is not None or liver is not None:
+                fg = resize_probabilities(p[..., 1:], plane_shape).transpose(1, 2, 0, 3)
+                local = slice(ks[0] - first, ks[-1] + 1 - first)
+                if tumor is not None:
+                    tumor[..., local] = fg[..., 1]
+                if liver is not None:
+                    liver[..., local] = fg[..., 0] + fg[..., 1]
         else:
             p = resize_probabilities(p, plane_shape)
             labels[at] = labels_of(p).transpose(1, 2, 0)
             probs[at] = p.transpose(1, 2, 0, 3)
     index = box.index if box is not None else None
     if probs is not None:
-        tumor = probs[..., 2] if index is None else probs[index + (2,)]
-    probability = TumorProbability(tumor, index) if tumor is not None else None
+        part = probs if index is None else probs[index]
+        tumor = part[..., 2]
+        liver = part[..., 1] + part[..., 2] if keep_liver_probability else None
+    probability = ClassProbability(tumor, index) if tumor is not None else None
     if rules.any:
         labels = apply_rules(labels, vol.geometry.spacing, rules, probability)
-    return Segmentation(labels, probs, vol.geometry, box, probability)
+    return Segmentation(labels, probs, vol.geometry, box, probability,
+                        ClassProbability(liver, index) if liver is not None else None)
 
 
 def _prefetched(make, items):
