@@ -103,19 +103,22 @@ def tune_tumor_rules(cascade, cases: pd.DataFrame, min_ml=MIN_TUMOR_ML_CANDIDATE
         truth = read_mask(row.mask_path, like=volume.geometry)
         seg = raw.predict(volume, progress=False)
         tumors = TumorComponents(seg.labels, spacing, seg.tumor_probability)  # labelled once
+        scored = {}  # rule sets that drop the same components give the same scores
         for m, e, c in triples:
             # the cascade's own rules with the triple (largest liver already applied by
             # predict), so a rule's other settings hold in the choice as they will after it
-            pred = tumors.without(replace(raw.rules, min_tumor_ml=m, max_tumor_elongation=e,
-                                          min_tumor_confidence=c))
-            det = detect_lesions(pred, truth, spacing)
-            n = counts[m, e, c]
-            n["tp"] += det["tp"]
-            n["fp"] += det["fp"]
-            n["fn"] += det["fn"]
-            p, t = pred == 2, truth == 2
-            n["inter"] += int(np.count_nonzero(p & t))
-            n["total"] += int(np.count_nonzero(p)) + int(np.count_nonzero(t))
+            rules = replace(raw.rules, min_tumor_ml=m, max_tumor_elongation=e,
+                            min_tumor_confidence=c)
+            key = tumors.dropped(rules).tobytes()
+            if key not in scored:
+                pred = tumors.without(rules)
+                det = detect_lesions(pred, truth, spacing)
+                p, t = pred == 2, truth == 2
+                scored[key] = {"tp": det["tp"], "fp": det["fp"], "fn": det["fn"],
+                               "inter": int(np.count_nonzero(p & t)),
+                               "total": int(np.count_nonzero(p)) + int(np.count_nonzero(t))}
+            for k, v in scored[key].items():
+                counts[m, e, c][k] += v
     rows = []
     for (m, e, c), n in counts.items():
         recall = n["tp"] / (n["tp"] + n["fn"]) if n["tp"] + n["fn"] else float("nan")
