@@ -135,6 +135,11 @@ def test_the_report_says_what_the_post_processing_leaves_out():
     assert rules_sentence({"min_tumor_ml": 0.1, "min_tumor_confidence": 0.8}) == (
         "Post-processing: tumors smaller than 0.1 mL and tumors the model found with a mean "
         "probability below 0.8 are not reported.")
+    assert rules_sentence({"min_tumor_ml": 0.1, "max_tumor_elongation": 2.0,
+                           "min_tumor_confidence": 0.8}) == (
+        "Post-processing: tumors smaller than 0.1 mL, tumors more than 2 times as long as wide "
+        "(taken for vessels) and tumors the model found with a mean probability below 0.8 are "
+        "not reported.")
     assert rules_sentence(None) == rules_sentence({"largest_liver": False}) == ""
     assert rules_sentence(PostProcessing(largest_liver=True, min_tumor_ml=0.25,
                                          max_tumor_elongation=3.0)) == full

@@ -261,7 +261,8 @@ def rules_sentence(rules) -> str:
         left_out.append("tumors the model found with a mean probability below "
                         f"{rules['min_tumor_confidence']:g}")
     if left_out:
-        parts.append(" and ".join(left_out) + " are not reported")
+        listed = ", ".join(left_out[:-1]) + " and " if len(left_out) > 1 else ""
+        parts.append(listed + left_out[-1] + " are not reported")
     return f"Post-processing: {'; '.join(parts)}." if parts else ""
 
 
