@@ -90,18 +90,13 @@ def add_score(sub) -> None:
     p.set_defaults(func=_cmd_score)
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from ..inference import PostProcessing, segment
+    from ..inference import segment
 
     nifti_output(args.out)
-    _check_elongation_args(args)
-    rules = None
-    if (args.postprocess or args.min_tumor_ml is not None
-            or args.max_tumor_elongation is not None or args.min_tumor_confidence is not None):
-        rules = PostProcessing(largest_liver=args.postprocess,
-                               min_tumor_ml=args.min_tumor_ml or 0.0,
-                               max_tumor_elongation=args.max_tumor_elongation or 0.0,
-                               elongation_below_ml=args.elongation_below_ml,
-                               min_tumor_confidence=args.min_tumor_confidence or 0.0)
+    rules = _tumor_rules(args, largest_liver=args.postprocess)
+    given = (args.min_tumor_ml, args.max_tumor_elongation, args.min_tumor_confidence)
+    if not args.postprocess and all(v is None for v in given):
+        rules = None  # a cascade's own rules
     if args.dicom_seg is not None and args.dicom_seg.suffix.lower() != ".dcm":
         raise LiverTumorError("the DICOM-SEG output must end in .dcm", args.dicom_seg)
     out = segment(args.model_dir, args.volume, args.out, args.probabilities,
@@ -138,24 +133,51 @@ def add_segment(sub) -> None:
                    help="also write liver and tumor probabilities (4-D, uint8 scaled)")
     p.add_argument("--postprocess", action="store_true",
                    help="keep only the largest connected liver region (tumors inside it)")
-    p.add_argument("--min-tumor-ml", type=float, metavar="ML",
-                   help="turn tumor components smaller than ML millilitres into liver "
-                        "(default: none; a cascade's own rule)")
-    p.add_argument("--max-tumor-elongation", type=float, metavar="X",
-                   help="turn tumor components more than X times as long as wide (principal "
-                        "axes, in mm) into liver: vessels, not tumors (default: none; a "
-                        "cascade's own rule)")
-    p.add_argument("--elongation-below-ml", type=float, default=0.0, metavar="ML",
-                   help="apply --max-tumor-elongation only to tumor components smaller than "
-                        "ML millilitres (default 0: to all)")
-    p.add_argument("--min-tumor-confidence", type=float, metavar="P",
-                   help="turn tumor components whose mean tumor probability is below P into "
-                        "liver (default: none; a cascade's own rule)")
+    _add_tumor_rule_options(p, defaults=None)
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average over zooms of 0.9, 1 and 1.1 "
                         "(three times the work)")
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=_cmd_segment)
+
+def _add_tumor_rule_options(p: argparse.ArgumentParser, defaults: dict | None) -> None:
+    """The tumor rules' options (:class:`~livertumor.inference.PostProcessing`), shared by
+    ``segment`` and ``cascade``. ``defaults``: the value of ``min_tumor_ml``,
+    ``max_tumor_elongation`` and ``min_tumor_confidence`` when not given, or None: not given
+    means the model's own rule (a cascade's ``cascade.json``)."""
+    def default(key):
+        if defaults is None:
+            return None, "default: none; a cascade's own rule"
+        value = defaults[key]
+        return value, f"default {value:g}" + (": off" if value == 0 else "")
+
+    value, said = default("min_tumor_ml")
+    p.add_argument("--min-tumor-ml", type=float, default=value, metavar="ML",
+                   help=f"turn tumor components smaller than ML millilitres into liver ({said})")
+    value, said = default("max_tumor_elongation")
+    p.add_argument("--max-tumor-elongation", type=float, default=value, metavar="X",
+                   help="turn tumor components more than X times as long as wide (principal "
+                        f"axes, in mm) into liver: vessels, not tumors ({said})")
+    p.add_argument("--elongation-below-ml", type=float, default=0.0, metavar="ML",
+                   help="apply --max-tumor-elongation only to tumor components smaller than "
+                        "ML millilitres (default 0: to all)")
+    value, said = default("min_tumor_confidence")
+    p.add_argument("--min-tumor-confidence", type=float, default=value, metavar="P",
+                   help="turn tumor components whose mean tumor probability (of the tumor "
+                        f"model) is below P into liver ({said})")
+
+
+def _tumor_rules(args: argparse.Namespace, largest_liver: bool):
+    """:class:`~livertumor.inference.PostProcessing` from the options of
+    :func:`_add_tumor_rule_options` (an option not given: that rule off)."""
+    from ..inference import PostProcessing
+
+    _check_elongation_args(args)
+    return PostProcessing(largest_liver=largest_liver, min_tumor_ml=args.min_tumor_ml or 0.0,
+                          max_tumor_elongation=args.max_tumor_elongation or 0.0,
+                          elongation_below_ml=args.elongation_below_ml,
+                          min_tumor_confidence=args.min_tumor_confidence or 0.0)
+
 
 def _check_elongation_args(args: argparse.Namespace) -> None:
     """``--elongation-below-ml`` bounds the elongation rule: refuse it without one."""
@@ -165,13 +187,9 @@ def _check_elongation_args(args: argparse.Namespace) -> None:
 
 
 def _cmd_cascade(args: argparse.Namespace) -> int:
-    from ..inference import Cascade, PostProcessing, SingleStage, write_cascade
+    from ..inference import Cascade, SingleStage, write_cascade
 
-    _check_elongation_args(args)
-    rules = PostProcessing(largest_liver=args.largest_liver, min_tumor_ml=args.min_tumor_ml,
-                           max_tumor_elongation=args.max_tumor_elongation,
-                           elongation_below_ml=args.elongation_below_ml,
-                           min_tumor_confidence=args.min_tumor_confidence)
+    rules = _tumor_rules(args, largest_liver=args.largest_liver)
     # both folders load and the tumor model was trained on crops, before anything is written
     Cascade(SingleStage(args.liver_model), SingleStage(args.tumor_model), rules,
             liver_in_box=args.liver_in_box)
@@ -194,18 +212,8 @@ def add_cascade(sub) -> None:
     p.add_argument("out", type=Path, metavar="OUT")
     p.add_argument("--largest-liver", action=argparse.BooleanOptionalAction, default=True,
                    help="keep only the largest connected liver region (default: yes)")
-    p.add_argument("--min-tumor-ml", type=float, default=0.05, metavar="ML",
-                   help="turn tumor components smaller than ML millilitres into liver "
-                        "(default 0.05)")
-    p.add_argument("--max-tumor-elongation", type=float, default=0.0, metavar="X",
-                   help="turn tumor components more than X times as long as wide (principal "
-                        "axes, in mm) into liver (default 0: off)")
-    p.add_argument("--elongation-below-ml", type=float, default=0.0, metavar="ML",
-                   help="apply --max-tumor-elongation only to tumor components smaller than "
-                        "ML millilitres (default 0: to all)")
-    p.add_argument("--min-tumor-confidence", type=float, default=0.0, metavar="P",
-                   help="turn tumor components whose mean tumor probability (of the tumor "
-                        "model) is below P into liver (default 0: off)")
+    _add_tumor_rule_options(p, defaults={"min_tumor_ml": 0.05, "max_tumor_elongation": 0.0,
+                                         "min_tumor_confidence": 0.0})
     p.add_argument("--liver-in-box", choices=LIVER_IN_BOX, default="mean",
                    help="the liver inside the liver box: the mean of both models' liver "
                         "probabilities (mean, default: the tumor model also labels the liver, "
