@@ -168,51 +168,76 @@ def predict_volume(
     check_model_fits(model, prep, vol.path)
     rows, cols, n_slices = vol.geometry.canonical_shape
     inputs = SliceInputs(vol, prep, model_side(model, prep), box)
-    plane = box.plane if box is not None else (slice(None), slice(None))
-    plane_shape = box.shape[:2] if box is not None else (rows, cols)
     ks_all = range(box.slice0, box.slice1) if box is not None else range(n_slices)
-    labels = np.zeros((rows, cols, n_slices), np.uint8)
     rules = rules_of(postprocess)
-    probs = tumor = liver = None
-    part_shape = box.shape if box is not None else (rows, cols, n_slices)
-    if keep_probabilities:
-        probs = np.zeros((rows, cols, n_slices, 3), np.float32)
-        probs[..., 0] = 1.0
-    else:
-        if keep_tumor_probability or rules.min_tumor_confidence > 0:
-            tumor = np.zeros(part_shape, np.float32)
-        if keep_liver_probability:
-            liver = np.zeros(part_shape, np.float16)
-    first = ks_all.start
+    out = _Outputs((rows, cols, n_slices), box, keep_probabilities,
+                   keep_tumor_probability or rules.min_tumor_confidence > 0,
+                   keep_liver_probability)
     batches = [ks_all[s:s + batch_size] for s in range(0, len(ks_all), batch_size)]
     for ks, x in tqdm(zip(batches, _prefetched(inputs.batch, batches), strict=True),
                       total=len(batches), desc=vol.path.name, unit="batch",
                       disable=not progress, leave=False):
-        p = predict_probabilities(model, x, tta)  # (B, S, S, 3)
-        at = plane + (slice(ks[0], ks[-1] + 1),)
-        if probs is None:
-            labels[at] = resized_labels(p, plane_shape)
-            if tumor is not None or liver is not None:
-                fg = resize_probabilities(p[..., 1:], plane_shape).transpose(1, 2, 0, 3)
-                local = slice(ks[0] - first, ks[-1] + 1 - first)
-                if tumor is not None:
-                    tumor[..., local] = fg[..., 1]
-                if liver is not None:
-                    liver[..., local] = fg[..., 0] + fg[..., 1]
-        else:
-            p = resize_probabilities(p, plane_shape)
-            labels[at] = labels_of(p).transpose(1, 2, 0)
-            probs[at] = p.transpose(1, 2, 0, 3)
-    index = box.index if box is not None else None
-    if probs is not None:
-        part = probs if index is None else probs[index]
-        tumor = part[..., 2]
-        liver = part[..., 1] + part[..., 2] if keep_liver_probability else None
-    probability = ClassProbability(tumor, index) if tumor is not None else None
+        out.add(predict_probabilities(model, x, tta), ks)  # (B, S, S, 3)
+    tumor, liver = out.kept()
+    labels = out.labels
     if rules.any:
-        labels = apply_rules(labels, vol.geometry.spacing, rules, probability)
-    return Segmentation(labels, probs, vol.geometry, box, probability,
-                        ClassProbability(liver, index) if liver is not None else None)
+        labels = apply_rules(labels, vol.geometry.spacing, rules, tumor)
+    return Segmentation(labels, out.probabilities, vol.geometry, box, tumor, liver)
+
+
+class _Outputs:
+    """What :func:`predict_volume` makes of the model's batches: the uint8 labels on the
+    volume's grid (0 outside the box), and what it was asked to keep: all class probabilities
+    (float32, the whole grid; (1, 0, 0) outside the box), or the tumor (float32) and liver
+    (float16, classes 1 and 2) probabilities of the part it predicts (the box, or the
+    volume)."""
+
+    def __init__(self, shape: tuple[int, int, int], box: Box | None, keep_all: bool,
+                 keep_tumor: bool, keep_liver: bool):
+        self.box = box
+        self.plane = box.plane if box is not None else (slice(None), slice(None))
+        self.plane_shape = box.shape[:2] if box is not None else shape[:2]
+        self.first = box.slice0 if box is not None else 0
+        self.keep_liver = keep_liver
+        self.labels = np.zeros(shape, np.uint8)
+        self.probabilities = self.tumor = self.liver = None
+        part = box.shape if box is not None else shape
+        if keep_all:
+            self.probabilities = np.zeros(shape + (3,), np.float32)
+            self.probabilities[..., 0] = 1.0
+        else:
+            self.tumor = np.zeros(part, np.float32) if keep_tumor else None
+            self.liver = np.zeros(part, np.float16) if keep_liver else None
+
+    def add(self, p: np.ndarray, ks) -> None:
+        """Class probabilities (B, S, S, 3) of the slices ``ks`` (consecutive)."""
+        at = self.plane + (slice(ks[0], ks[-1] + 1),)
+        if self.probabilities is not None:
+            p = resize_probabilities(p, self.plane_shape)
+            self.labels[at] = labels_of(p).transpose(1, 2, 0)
+            self.probabilities[at] = p.transpose(1, 2, 0, 3)
+            return
+        self.labels[at] = resized_labels(p, self.plane_shape)
+        if self.tumor is None and self.liver is None:
+            return
+        fg = resize_probabilities(p[..., 1:], self.plane_shape).transpose(1, 2, 0, 3)
+        local = slice(ks[0] - self.first, ks[-1] + 1 - self.first)
+        if self.tumor is not None:
+            self.tumor[..., local] = fg[..., 1]
+        if self.liver is not None:
+            self.liver[..., local] = fg[..., 0] + fg[..., 1]
+
+    def kept(self) -> tuple[ClassProbability | None, ClassProbability | None]:
+        """The tumor and liver probabilities of the part predicted (None where not kept;
+        with all class probabilities kept, the tumor's always)."""
+        index = self.box.index if self.box is not None else None
+        tumor, liver = self.tumor, self.liver
+        if self.probabilities is not None:
+            part = self.probabilities if index is None else self.probabilities[index]
+            tumor = part[..., 2]
+            liver = part[..., 1] + part[..., 2] if self.keep_liver else None
+        return (ClassProbability(tumor, index) if tumor is not None else None,
+                ClassProbability(liver, index) if liver is not None else None)
 
 
 def _prefetched(make, items):
