@@ -358,6 +358,47 @@ def test_the_best_weights_come_from_memory_only_when_this_process_ran_the_best_e
     assert BestWeights().weights_of(0) is None
 
 
+def test_the_backup_moves_the_previous_weights_aside_and_a_torn_write_falls_back_to_them(
+        tmp_path):
+    import keras
+
+    from livertumor.training.callbacks import MovingBackup, SaveAtEnd
+
+    def model_with_bias():
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer="adam", loss="mse")
+        model.train_on_batch(np.zeros((1, 2)), np.zeros((1, 1)))  # the optimizer's state
+        return model
+
+    model = model_with_bias()
+    backup, last = MovingBackup(str(tmp_path / "backup")), SaveAtEnd(tmp_path / "last.keras")
+    for callback in (backup, last):
+        callback.set_model(model)
+    for epoch in (0, 1):
+        model.layers[0].bias.assign([float(epoch + 1)])  # the weights of that epoch
+        backup.on_epoch_end(epoch)
+        last.on_epoch_end(epoch)
+    files = {p.name for p in (tmp_path / "backup").iterdir()}
+    assert files == {"latest.weights.h5", "latest.weights.h5.bkp", "training_metadata.json",
+                     "training_metadata.json.bkp"}
+    assert not (tmp_path / "last.keras").exists()  # written when training ends only
+    last.on_train_end()
+    saved = keras.saving.load_model(tmp_path / "last.keras")
+    assert saved.layers[0].bias.numpy()[0] == 2.0
+
+    def restored() -> tuple[float, int]:
+        fresh = model_with_bias()
+        again = MovingBackup(str(tmp_path / "backup"))
+        again.set_model(fresh)
+        again.on_train_begin()
+        return float(fresh.layers[0].bias.numpy()[0]), fresh._initial_epoch
+
+    assert restored() == (2.0, 2)  # the latest epoch
+    latest = tmp_path / "backup" / "latest.weights.h5"
+    latest.write_bytes(latest.read_bytes()[:100])  # killed while writing it
+    assert restored() == (1.0, 1)  # the epoch before, from the files moved aside
+
+
 def test_patch_size_settings():
     from livertumor.training import build_model
 
