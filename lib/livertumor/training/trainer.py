@@ -3,7 +3,8 @@
 ``train(export_dir, model_dir, TrainConfig(...))`` writes to ``model_dir``:
 
 - ``model.keras``: the final model (the weights of the best validation epoch);
-- ``best.keras`` and ``last.keras``: checkpoints of the best and of the last finished epoch;
+- ``best.keras``: checkpoint of the best epoch so far (written each epoch that improves it);
+- ``last.keras``: the model of the last epoch, written when training ends;
 - ``preprocessing.json``: copied from the export, so inference preprocesses exactly as training;
 - ``config.json``: the :class:`~.config.TrainConfig`, data counts, validation cases, package
   versions, git commit, and once finished the run's summary;
