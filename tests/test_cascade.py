@@ -306,6 +306,68 @@ def test_the_cascade_applies_its_confidence_rule_to_its_tumor_stage(cascade_dir,
     assert 0 < kept == int((means >= limit).sum()) < n
 
 
+def test_evaluating_models_together_reuses_the_liver_models_prediction_and_scores_the_same(
+        cascade_dir, tmp_path):
+    import pandas as pd
+
+    from livertumor import NiftiVolume
+    from livertumor.evaluation import evaluate, evaluate_models
+
+    ct, truth = cascade_volume()
+    ct2, truth2 = ct.copy(), truth.copy()
+    ct2[16:20, 26:30, 3:7], truth2[16:20, 26:30, 3:7] = 45, 2  # one more tumor in patient 1
+    rows = []
+    for case_id, (image, mask, axcodes) in enumerate(((ct, truth, ("R", "A", "S")),
+                                                      (ct2, truth2, ("P", "L", "S")))):
+        vpath, mpath = write_case(tmp_path, case_id, image, mask, axcodes=axcodes,
+                                  spacing=(1.5, 1.5, 2.5))
+        rows.append({"case_id": case_id, "volume_path": vpath, "mask_path": mpath})
+    cases = pd.DataFrame(rows)
+    liver_dir = cascade_dir.parent.parent / "liver"
+
+    def counted(cascade):
+        calls = []
+        predict = cascade.liver.predict
+        cascade.liver.predict = lambda *a, **k: calls.append(1) or predict(*a, **k)
+        return cascade, calls
+
+    cascade, calls = counted(load_predictor(cascade_dir))
+    together = evaluate_models({"cascade": cascade, "liver": load_predictor(liver_dir)}, cases,
+                               tmp_path / "together", progress=False)
+    assert list(together) == ["cascade", "liver"] and calls == []  # never predicted again
+    cascade, calls = counted(load_predictor(cascade_dir))
+    alone = {"cascade": evaluate(cascade, cases, tmp_path / "alone" / "cascade",
+                                 progress=False),
+             "liver": evaluate(liver_dir, cases, tmp_path / "alone" / "liver", progress=False)}
+    assert len(calls) == 2
+    for name, result in together.items():
+        other = alone[name]
+        assert (tmp_path / "together" / name / "metrics.json").exists()
+        pd.testing.assert_frame_equal(result.per_case.drop(columns="prediction_path"),
+                                      other.per_case.drop(columns="prediction_path"))
+        pd.testing.assert_frame_equal(result.roc, other.roc)
+        pd.testing.assert_frame_equal(result.lesions, other.lesions)
+        for case_id in cases["case_id"]:
+            np.testing.assert_array_equal(
+                read_mask(tmp_path / "together" / name / "predictions"
+                          / f"prediction-{case_id}.nii.gz"),
+                read_mask(tmp_path / "alone" / name / "predictions"
+                          / f"prediction-{case_id}.nii.gz"))
+    assert together["cascade"].summary["n_cases"] == 2
+    # a single model with other rules does not predict what the liver stage would
+    cascade, calls = counted(load_predictor(cascade_dir))
+    evaluate_models({"liver": load_predictor(liver_dir, PostProcessing(largest_liver=True)),
+                     "cascade": cascade}, cases, tmp_path / "other", progress=False)
+    assert len(calls) == 2
+    # a given stage 1 must be of the volume's grid
+    volume = NiftiVolume(rows[0]["volume_path"])
+    wrong = cascade.liver.predict(NiftiVolume(rows[0]["volume_path"]), keep_probabilities=True,
+                                  progress=False)
+    wrong.labels = wrong.labels[:, :, :-1]
+    with pytest.raises(ValueError, match="grid"):
+        cascade.predict(volume, progress=False, first=wrong)
+
+
 def test_the_rules_of_a_cascade_are_read_without_loading_its_models(cascade_dir, tmp_path):
     rules = PostProcessing(largest_liver=True, min_tumor_ml=0.05)
     assert read_rules(cascade_dir) == read_rules(cascade_dir.parent) == rules

@@ -7,6 +7,7 @@ from .aggregate import aggregate_scores
 from .held_out import (
     EvaluationResult,
     evaluate,
+    evaluate_models,
     example_slices,
     load_test_cases,
     metric_glossary,
@@ -22,7 +23,8 @@ from .per_slice import mean_slice_scores, slice_scores
 
 __all__ = [
     "LITS_LESION_CONNECTIVITY", "EvaluationResult", "aggregate_detection", "aggregate_scores",
-    "detect_lesions", "evaluate", "example_slices", "lits_scores", "load_test_cases",
-    "mean_slice_scores", "metric_glossary", "postprocess_effect", "report_reference",
+    "detect_lesions", "evaluate", "evaluate_models", "example_slices", "lits_scores",
+    "load_test_cases", "mean_slice_scores", "metric_glossary", "postprocess_effect",
+    "report_reference",
     "save_result", "save_run_tables", "score_files", "slice_scores", "table1",
 ]

@@ -97,10 +97,16 @@ class Cascade:
         self.margin_mm = float(roi.get("margin_mm", ROI_MARGIN_MM))
 
     def predict(self, volume: NiftiVolume, keep_probabilities: bool = False,
-                progress: bool = True) -> Segmentation:
+                progress: bool = True, first: Segmentation | None = None) -> Segmentation:
+        """Segment ``volume``. ``first``: the liver stage's segmentation of this volume when it
+        was already made (with all class probabilities, as an evaluation of the liver model
+        keeps them): used instead of predicting it again."""
         mean = self.liver_in_box == "mean"
-        first = self.liver.predict(volume, keep_probabilities, progress,
-                                   keep_liver_probability=mean)
+        if first is None:
+            first = self.liver.predict(volume, keep_probabilities, progress,
+                                       keep_liver_probability=mean)
+        else:
+            first = _as_stage_one(first, volume, keep_probabilities, mean)
         spacing = volume.geometry.spacing
         box = liver_box(largest_liver_component(first.labels) >= 1, spacing, self.margin_mm)
         if box is None:  # no liver: nothing for the tumor stage to look at
@@ -132,6 +138,32 @@ class Cascade:
                 "liver": self.liver.describe(), "tumor": self.tumor.describe(),
                 "postprocess": self.rules.as_dict(), "roi_margin_mm": self.margin_mm,
                 "liver_in_box": self.liver_in_box}
+
+
+def _as_stage_one(first: Segmentation, volume: NiftiVolume, keep_probabilities: bool,
+                  liver: bool) -> Segmentation:
+    """A given stage-1 segmentation, checked against ``volume``, with the liver probability
+    (classes 1 and 2) made from its class probabilities when ``liver`` needs it and it has
+    none (as :func:`.predict.predict_volume` makes it when it keeps all probabilities).
+
+    Raises
+    ------
+    ValueError
+        It is not on the volume's grid, or lacks the probabilities asked for.
+    """
+    from dataclasses import replace
+
+    from .postprocess import ClassProbability
+
+    if first.labels.shape != volume.geometry.canonical_shape:
+        raise ValueError(f"the given stage-1 labels {first.labels.shape} are not on the "
+                         f"volume's grid {volume.geometry.canonical_shape}")
+    p = first.probabilities
+    if (keep_probabilities or liver and first.liver_probability is None) and p is None:
+        raise ValueError("the given stage-1 segmentation has no class probabilities")
+    if liver and first.liver_probability is None:
+        first = replace(first, liver_probability=ClassProbability(p[..., 1] + p[..., 2]))
+    return first
 
 
 def write_cascade(path: str | Path, liver_dir: str | Path, tumor_dir: str | Path,
