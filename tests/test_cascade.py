@@ -18,6 +18,7 @@ from livertumor.inference import (
     Cascade,
     ClassProbability,
     PostProcessing,
+    TumorComponents,
     drop_elongated_tumors,
     drop_small_tumors,
     drop_unconfident_tumors,
@@ -190,6 +191,35 @@ def test_tumors_the_model_barely_gave_are_dropped_by_their_mean_probability():
         with pytest.raises(ValueError, match="min_tumor_confidence"):
             PostProcessing(min_tumor_confidence=bad)
     assert PostProcessing(min_tumor_confidence=0.5).any
+
+
+def test_tumors_mostly_outside_the_liver_stages_liver_take_its_labels():
+    labels = np.zeros((30, 30, 10), np.uint8)
+    labels[5:25, 5:25, 1:9] = 1
+    labels[8:12, 8:12, 3:7] = 2  # 64 voxels, all inside the liver stage's liver
+    labels[20:28, 12:16, 3:7] = 2  # 128 voxels: rows 20-24 inside, 25-27 outside (3/8 out)
+    labels[22:30, 20:24, 3:7] = 2  # 128 voxels: rows 22-24 inside, 25-29 outside (5/8 out)
+    stage_one = np.zeros(labels.shape, bool)
+    stage_one[5:25, 5:25, 1:9] = True
+    tumors = TumorComponents(labels, (1, 1, 1), liver=stage_one)
+    np.testing.assert_allclose(tumors.liver_share, [1.0, 5 / 8, 3 / 8])
+    out = postprocess(labels, (1, 1, 1), PostProcessing(min_tumor_in_liver=0.5), liver=stage_one)
+    assert (out[8:12, 8:12, 3:7] == 2).all() and (out[20:28, 12:16, 3:7] == 2).all()
+    dropped = out[22:30, 20:24, 3:7]  # the liver stage's labels: liver inside, background out
+    assert (dropped[:3] == 1).all() and (dropped[3:] == 0).all()
+    np.testing.assert_array_equal(out[labels != 2], labels[labels != 2])
+    strict = postprocess(labels, (1, 1, 1), PostProcessing(min_tumor_in_liver=0.7),
+                         liver=stage_one)
+    assert (strict[20:28, 12:16, 3:7] != 2).all() and (strict[8:12, 8:12, 3:7] == 2).all()
+    # without the liver stage's mask (a single model) the rule drops nothing
+    np.testing.assert_array_equal(
+        postprocess(labels, (1, 1, 1), PostProcessing(min_tumor_in_liver=0.5)), labels)
+    with pytest.raises(ValueError, match="does not fit"):
+        TumorComponents(labels, (1, 1, 1), liver=stage_one[:, :, :5])
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="min_tumor_in_liver"):
+            PostProcessing(min_tumor_in_liver=bad)
+    assert PostProcessing(min_tumor_in_liver=0.5).any
 
 
 @pytest.fixture(scope="module")
@@ -368,6 +398,27 @@ def test_evaluating_models_together_reuses_the_liver_models_prediction_and_score
         cascade.predict(volume, progress=False, first=wrong)
 
 
+def test_the_cascade_drops_tumors_its_liver_stage_puts_outside_the_liver(cascade_dir, tmp_path):
+    from dataclasses import replace
+
+    from livertumor import NiftiVolume
+
+    ct, truth = cascade_volume()
+    vpath, _ = write_case(tmp_path, 0, ct, truth, spacing=(1.5, 1.5, 2.5))
+    volume = NiftiVolume(vpath)
+    cascade = replace(load_predictor(cascade_dir), rules=PostProcessing(largest_liver=True))
+    first = cascade.liver.predict(volume, keep_probabilities=True, progress=False)
+    raw = cascade.predict(volume, progress=False, first=first).labels
+    big = raw[20:34, 10:24, 3:10] == 2
+    assert big.sum() > 300  # the large tumor, found
+    # the liver stage saw no liver where two thirds of that tumor are (rows 20-29 of 22-32)
+    first.labels[:30, :, :] = np.where(first.labels[:30, :, :] >= 1, 0, first.labels[:30])
+    rule = replace(cascade, rules=PostProcessing(largest_liver=True, min_tumor_in_liver=0.5))
+    labels = rule.predict(volume, progress=False, first=first).labels
+    assert not (labels[20:34, 10:24, 3:10] == 2).any()
+    assert (labels[20:30, 10:24, 4:9][truth[20:30, 10:24, 4:9] == 2] == 0).all()
+
+
 def test_the_rules_of_a_cascade_are_read_without_loading_its_models(cascade_dir, tmp_path):
     rules = PostProcessing(largest_liver=True, min_tumor_ml=0.05)
     assert read_rules(cascade_dir) == read_rules(cascade_dir.parent) == rules
@@ -405,7 +456,7 @@ def test_cascade_and_segment_commands(tmp_path):
     spec = json.loads((tmp_path / "both" / "cascade.json").read_text())
     assert spec["liver"] == "../liver" and spec["postprocess"] == {
         "largest_liver": True, "min_tumor_ml": 0.05, "max_tumor_elongation": 3.0,
-        "elongation_below_ml": 0.0, "min_tumor_confidence": 0.0}
+        "elongation_below_ml": 0.0, "min_tumor_confidence": 0.0, "min_tumor_in_liver": 0.0}
     assert spec["liver_in_box"] == "mean"
     res = subprocess.run(run + ["segment", str(tmp_path / "both"), str(vpath),
                                 str(tmp_path / "p.nii.gz"), "--tta", "--min-tumor-ml", "0"],
@@ -431,6 +482,11 @@ def test_cascade_and_segment_commands(tmp_path):
                          capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert read_rules(tmp_path / "sure").min_tumor_confidence == 0.75
+    res = subprocess.run(run + ["cascade", str(liver), str(tumor), str(tmp_path / "inside"),
+                                "--min-tumor-in-liver", "0.5"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert read_rules(tmp_path / "inside").min_tumor_in_liver == 0.5
     res = subprocess.run(run + ["cascade", str(liver), str(tumor), str(tmp_path / "alone"),
                                 "--liver-in-box", "first"],
                          capture_output=True, text=True, env=env)

@@ -140,6 +140,9 @@ def test_the_report_says_what_the_post_processing_leaves_out():
         "Post-processing: tumors smaller than 0.1 mL, tumors more than 2 times as long as wide "
         "(taken for vessels) and tumors the model found with a mean probability below 0.8 are "
         "not reported.")
+    assert rules_sentence({"min_tumor_in_liver": 0.5}) == (
+        "Post-processing: tumors with less than 50% of their volume inside the liver the liver "
+        "model found are not reported.")
     assert rules_sentence(None) == rules_sentence({"largest_liver": False}) == ""
     assert rules_sentence(PostProcessing(largest_liver=True, min_tumor_ml=0.25,
                                          max_tumor_elongation=3.0)) == full

@@ -94,7 +94,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     nifti_output(args.out)
     rules = _tumor_rules(args, largest_liver=args.postprocess)
-    given = (args.min_tumor_ml, args.max_tumor_elongation, args.min_tumor_confidence)
+    given = (args.min_tumor_ml, args.max_tumor_elongation, args.min_tumor_confidence,
+             args.min_tumor_in_liver)
     if not args.postprocess and all(v is None for v in given):
         rules = None  # a cascade's own rules
     if args.dicom_seg is not None and args.dicom_seg.suffix.lower() != ".dcm":
@@ -143,8 +144,8 @@ def add_segment(sub) -> None:
 def _add_tumor_rule_options(p: argparse.ArgumentParser, defaults: dict | None) -> None:
     """The tumor rules' options (:class:`~livertumor.inference.PostProcessing`), shared by
     ``segment`` and ``cascade``. ``defaults``: the value of ``min_tumor_ml``,
-    ``max_tumor_elongation`` and ``min_tumor_confidence`` when not given, or None: not given
-    means the model's own rule (a cascade's ``cascade.json``)."""
+    ``max_tumor_elongation``, ``min_tumor_confidence`` and ``min_tumor_in_liver`` when not
+    given, or None: not given means the model's own rule (a cascade's ``cascade.json``)."""
     def default(key):
         if defaults is None:
             return None, "default: none; a cascade's own rule"
@@ -165,6 +166,11 @@ def _add_tumor_rule_options(p: argparse.ArgumentParser, defaults: dict | None) -
     p.add_argument("--min-tumor-confidence", type=float, default=value, metavar="P",
                    help="turn tumor components whose mean tumor probability (of the tumor "
                         f"model) is below P into liver ({said})")
+    value, said = default("min_tumor_in_liver")
+    p.add_argument("--min-tumor-in-liver", type=float, default=value, metavar="S",
+                   help="a cascade: tumor components with less than the share S of their "
+                        "voxels in the liver model's liver are not liver tumors (they take the "
+                        f"liver model's label; 0.5: at least half inside) ({said})")
 
 
 def _tumor_rules(args: argparse.Namespace, largest_liver: bool):
@@ -176,7 +182,8 @@ def _tumor_rules(args: argparse.Namespace, largest_liver: bool):
     return PostProcessing(largest_liver=largest_liver, min_tumor_ml=args.min_tumor_ml or 0.0,
                           max_tumor_elongation=args.max_tumor_elongation or 0.0,
                           elongation_below_ml=args.elongation_below_ml,
-                          min_tumor_confidence=args.min_tumor_confidence or 0.0)
+                          min_tumor_confidence=args.min_tumor_confidence or 0.0,
+                          min_tumor_in_liver=args.min_tumor_in_liver or 0.0)
 
 
 def _check_elongation_args(args: argparse.Namespace) -> None:
@@ -213,7 +220,8 @@ def add_cascade(sub) -> None:
     p.add_argument("--largest-liver", action=argparse.BooleanOptionalAction, default=True,
                    help="keep only the largest connected liver region (default: yes)")
     _add_tumor_rule_options(p, defaults={"min_tumor_ml": 0.05, "max_tumor_elongation": 0.0,
-                                         "min_tumor_confidence": 0.0})
+                                         "min_tumor_confidence": 0.0,
+                                         "min_tumor_in_liver": 0.0})
     p.add_argument("--liver-in-box", choices=LIVER_IN_BOX, default="mean",
                    help="the liver inside the liver box: the mean of both models' liver "
                         "probabilities (mean, default: the tumor model also labels the liver, "

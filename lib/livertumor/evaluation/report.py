@@ -235,7 +235,7 @@ def rules_sentence(rules) -> str:
         :func:`~livertumor.inference.read_rules` gives for a model folder or a cascade), its
         dict (the ``postprocess`` record of a ``cascade.json``: ``largest_liver``,
         ``min_tumor_ml``, ``max_tumor_elongation``, ``elongation_below_ml``,
-        ``min_tumor_confidence``), or None
+        ``min_tumor_confidence``, ``min_tumor_in_liver``), or None
 
     Examples
     --------
@@ -260,6 +260,9 @@ def rules_sentence(rules) -> str:
     if rules.get("min_tumor_confidence", 0) > 0:
         left_out.append("tumors the model found with a mean probability below "
                         f"{rules['min_tumor_confidence']:g}")
+    if rules.get("min_tumor_in_liver", 0) > 0:
+        left_out.append(f"tumors with less than {rules['min_tumor_in_liver']:.0%} of their "
+                        "volume inside the liver the liver model found")
     if left_out:
         listed = ", ".join(left_out[:-1]) + " and " if len(left_out) > 1 else ""
         parts.append(listed + left_out[-1] + " are not reported")

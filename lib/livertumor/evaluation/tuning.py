@@ -172,14 +172,15 @@ def tune_cascade(cascade_path: str | Path, export_dir: str | Path,
 def write_tuned_cascade(path: str | Path, liver_dir: str | Path, tumor_dir: str | Path,
                         export_dir: str | Path, min_tumor_ml="validation",
                         max_tumor_elongation="validation", elongation_below_ml=0.0,
-                        min_tumor_confidence=0.0
+                        min_tumor_confidence=0.0, min_tumor_in_liver=0.0
                         ) -> tuple[Path, PostProcessing, pd.DataFrame | None]:
     """Write a cascade (largest liver, then the tumor rules) whose minimum tumor volume,
     elongation limit and minimum tumor confidence are each a number, or ``"validation"``:
     chosen among :data:`MIN_TUMOR_ML_CANDIDATES` / :data:`MAX_TUMOR_ELONGATION_CANDIDATES` /
     :data:`MIN_TUMOR_CONFIDENCE_CANDIDATES` on the tumor stage's validation patients
     (:func:`tune_cascade`, all together). The elongation limit applies to tumor components
-    below ``elongation_below_ml`` mL (0: all), in the choice too.
+    below ``elongation_below_ml`` mL (0: all), in the choice too; ``min_tumor_in_liver`` (a
+    number) holds in the choice too.
 
     Returns
     -------
@@ -195,7 +196,8 @@ def write_tuned_cascade(path: str | Path, liver_dir: str | Path, tumor_dir: str 
     sure = 0.0 if tune_confidence else float(min_tumor_confidence)
     rules = PostProcessing(largest_liver=True, min_tumor_ml=minimum, max_tumor_elongation=limit,
                            elongation_below_ml=float(elongation_below_ml),
-                           min_tumor_confidence=sure)
+                           min_tumor_confidence=sure,
+                           min_tumor_in_liver=float(min_tumor_in_liver))
     cascade = write_cascade(path, liver_dir, tumor_dir, rules)
     if not (tune_volume or tune_shape or tune_confidence):
         return cascade, rules, None

@@ -14,7 +14,8 @@ predicts inside that box only. The label map is the liver of stage 1 (inside the
 ``liver_in_box: mean``, the mean of both stages' liver probabilities) holding the tumors of
 stage 2 (:func:`.postprocess.liver_and_tumor`: a tumor the first stage left out of the liver
 still counts), then the post-processing rules: with ``largest_liver``, only what is connected
-to the liver stays, so tumors lie inside it. Christ et al. 2016 (arXiv
+to the liver stays, so tumors lie inside it; with ``min_tumor_in_liver``, a tumor the liver
+stage puts mostly outside the liver is not one. Christ et al. 2016 (arXiv
 1610.02177) and Bi et al. 2017 (arXiv 1704.02703) cascade 2-D networks the same way.
 """
 
@@ -122,7 +123,8 @@ class Cascade:
                      + second.liver_probability.within(box.index)) / 2
             liver[box.index] = p_box > 0.5
         labels = liver_and_tumor(liver, second.labels == 2)
-        labels = postprocess(labels, spacing, self.rules, second.tumor_probability)
+        labels = postprocess(labels, spacing, self.rules, second.tumor_probability,
+                             liver=first.labels >= 1)
         probs = None
         if keep_probabilities:
             p_tumor = second.probabilities[..., 2]

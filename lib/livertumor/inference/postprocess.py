@@ -1,11 +1,12 @@
 """Post-processing a radiologist would expect of a label map: one liver, tumors only inside
-it (connected to it), no tumor specks below a minimum volume, no tube-shaped "tumors"
-(vessels), and no tumor the model itself was unsure of.
+it (connected to it, and for a cascade mostly inside its liver stage's liver), no tumor specks
+below a minimum volume, no tube-shaped "tumors" (vessels), and no tumor the model itself was
+unsure of.
 
 Every rule takes and returns a canonical uint8 label map (0 background, 1 liver, 2 tumor) of
 shape (rows, columns, slices); the rules are in :class:`PostProcessing`, whose effect on the
 scores the evaluation measures one rule at a time. The confidence rule also needs the model's
-tumor probability (:class:`ClassProbability`).
+tumor probability (:class:`ClassProbability`), the in-liver rule a cascade's liver-stage mask.
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ class PostProcessing:
         class wins the argmax, at a probability as low as 1/3; a component whose voxels the
         model gave tumor barely is a guess. On the demo cascade's patients every found tumor
         averaged 0.78 or more, while most false-positive components averaged 0.5-0.75.
+    min_tumor_in_liver : float
+        A cascade's tumor components (3-D, face connectivity) with less than this share of
+        their voxels inside its liver stage's liver (labels >= 1 of the whole-slice model,
+        which sees the whole abdomen) are not liver tumors: their voxels take the liver
+        stage's label (liver where it saw liver, else background). 0: off, else in (0, 1];
+        0.5: at least half of a tumor must lie in the liver the liver stage found. Needs that
+        mask (:func:`postprocess`'s ``liver``); without it (a single model, whose tumors lie
+        in its own liver) it drops nothing. The tumor stage sees only the liver's box and
+        takes dark structures beside the liver (gallbladder, bowel) for tumors at times.
     """
 
     largest_liver: bool = False
@@ -53,6 +63,7 @@ class PostProcessing:
     max_tumor_elongation: float = 0.0
     elongation_below_ml: float = 0.0
     min_tumor_confidence: float = 0.0
+    min_tumor_in_liver: float = 0.0
 
     def __post_init__(self):
         if not self.min_tumor_ml >= 0:
@@ -65,11 +76,19 @@ class PostProcessing:
         if not 0 <= self.min_tumor_confidence <= 1:
             raise ValueError("min_tumor_confidence must be in [0, 1], got "
                              f"{self.min_tumor_confidence}")
+        if not 0 <= self.min_tumor_in_liver <= 1:
+            raise ValueError("min_tumor_in_liver must be in [0, 1], got "
+                             f"{self.min_tumor_in_liver}")
 
     @property
     def any(self) -> bool:
-        return (self.largest_liver or self.min_tumor_ml > 0 or self.max_tumor_elongation > 0
-                or self.min_tumor_confidence > 0)
+        return self.largest_liver or self.any_tumor_rule
+
+    @property
+    def any_tumor_rule(self) -> bool:
+        """Whether any rule on tumor components is on."""
+        return (self.min_tumor_ml > 0 or self.max_tumor_elongation > 0
+                or self.min_tumor_confidence > 0 or self.min_tumor_in_liver > 0)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -166,14 +185,21 @@ class TumorComponents:
     spacing : (row, column, slice) voxel size in mm
     probability : the tumor probability the labels came from (:class:`ClassProbability`),
         needed by ``min_tumor_confidence`` only
+    liver : bool (rows, columns, slices), a cascade's liver-stage liver (labels >= 1), used by
+        ``min_tumor_in_liver`` only (None: that rule drops nothing)
     """
 
-    def __init__(self, labels: np.ndarray, spacing, probability: ClassProbability | None = None):
+    def __init__(self, labels: np.ndarray, spacing, probability: ClassProbability | None = None,
+                 liver: np.ndarray | None = None):
         self.labels = labels
         self.spacing = tuple(float(x) for x in spacing)
         self.probability = probability
+        if liver is not None and liver.shape != labels.shape:
+            raise ValueError(f"liver mask of shape {liver.shape} does not fit the labels of "
+                             f"shape {labels.shape}")
+        self.liver = liver
         self.components, self.n = ndimage.label(labels == 2)
-        self._elongation = self._confidence = None
+        self._elongation = self._confidence = self._liver_share = None
 
     @property
     def volume_ml(self) -> np.ndarray:
@@ -203,6 +229,25 @@ class TumorComponents:
             self._confidence = self.probability.component_means(self.components, self.n)
         return self._confidence
 
+    @property
+    def liver_share(self) -> np.ndarray:
+        """float64 (n,): share of each component's voxels inside ``liver`` (ones without it)."""
+        if self._liver_share is None:
+            if self.liver is None:
+                self._liver_share = np.ones(self.n)
+            else:
+                ids = self.components.ravel()
+                inside = np.bincount(ids, self.liver.ravel().astype(np.float64), self.n + 1)
+                counts = np.bincount(ids, minlength=self.n + 1)
+                self._liver_share = inside[1:] / np.maximum(counts[1:], 1)
+        return self._liver_share
+
+    def outside_liver(self, rules: PostProcessing) -> np.ndarray:
+        """bool (n,): the components ``min_tumor_in_liver`` finds mostly outside the liver."""
+        if rules.min_tumor_in_liver <= 0 or self.n == 0:
+            return np.zeros(self.n, bool)
+        return self.liver_share < rules.min_tumor_in_liver
+
     def dropped(self, rules: PostProcessing) -> np.ndarray:
         """bool (n,): the components the tumor rules of ``rules`` turn into liver (any rule
         suffices)."""
@@ -219,15 +264,19 @@ class TumorComponents:
             drop |= longer
         if rules.min_tumor_confidence > 0:
             drop |= self.confidence < rules.min_tumor_confidence
-        return drop
+        return drop | self.outside_liver(rules)
 
     def without(self, rules: PostProcessing) -> np.ndarray:
         """A copy of the labels in which the components :meth:`dropped` by ``rules`` are
-        liver (1)."""
+        liver (1), those outside the liver (:meth:`outside_liver`) the liver stage's label."""
         out = self.labels.copy()
         drop = self.dropped(rules)
         if drop.any():
             out[np.concatenate([[False], drop])[self.components]] = 1
+        outside = self.outside_liver(rules)
+        if outside.any():
+            voxels = np.concatenate([[False], outside])[self.components]
+            out[voxels] = self.liver[voxels]
         return out
 
 
@@ -335,14 +384,16 @@ def drop_unconfident_tumors(labels: np.ndarray, probability: ClassProbability,
 
 
 def postprocess(labels: np.ndarray, spacing, rules: PostProcessing,
-                probability: ClassProbability | None = None) -> np.ndarray:
+                probability: ClassProbability | None = None,
+                liver: np.ndarray | None = None) -> np.ndarray:
     """Apply ``rules`` to a label map (a copy; the input is not changed), in the order of
     :class:`PostProcessing`'s fields.
 
     The tumor rules are tested on the same components (labelled once): turning one tumor
     component into liver changes no other, so this equals applying them one after another.
     ``probability`` (the tumor probability the labels came from) is needed by
-    ``min_tumor_confidence`` only.
+    ``min_tumor_confidence`` only; ``liver`` (a cascade's liver-stage liver, bool) is used by
+    ``min_tumor_in_liver`` only.
 
     Raises
     ------
@@ -351,7 +402,6 @@ def postprocess(labels: np.ndarray, spacing, rules: PostProcessing,
         the labels.
     """
     out = largest_liver_component(labels) if rules.largest_liver else labels
-    if not (rules.min_tumor_ml > 0 or rules.max_tumor_elongation > 0
-            or rules.min_tumor_confidence > 0):
+    if not rules.any_tumor_rule:
         return out.copy() if out is labels else out
-    return TumorComponents(out, spacing, probability).without(rules)
+    return TumorComponents(out, spacing, probability, liver).without(rules)
