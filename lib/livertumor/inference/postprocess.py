@@ -249,8 +249,9 @@ class TumorComponents:
         return self.liver_share < rules.min_tumor_in_liver
 
     def dropped(self, rules: PostProcessing) -> np.ndarray:
-        """bool (n,): the components the tumor rules of ``rules`` turn into liver (any rule
-        suffices)."""
+        """bool (n,): the components the tumor rules of ``rules`` drop (any rule suffices):
+        :meth:`without` turns them into liver, or into the liver stage's labels when they lie
+        outside its liver."""
         drop = np.zeros(self.n, bool)
         if self.n == 0:
             return drop
