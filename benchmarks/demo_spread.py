@@ -77,14 +77,17 @@ def main() -> None:
         for key, label in METRICS:
             values = [r[model].get(key) for r in runs.values()]
             values = [float("nan") if v is None else float(v) for v in values]
-            shown = ", ".join(f"{v:.3f}" for v in values)
-            mean = sum(values) / len(values)
+            shown = ", ".join("-" if v != v else f"{v:.3f}" for v in values)
+            defined = [v for v in values if v == v]  # NaN: undefined (no predicted tumor)
+            mean = f"{sum(defined) / len(defined):.3f}" if defined else "-"
+            if len(defined) < len(values):
+                mean += f" of {len(defined)}"
             target = TARGETS.get(model, {}).get(key)
             verdict = ""
             if target is not None:
-                met = all(v >= target for v in values)
+                met = all(v >= target for v in values)  # an undefined value does not meet it
                 verdict = f"  target >= {target}: {'met' if met else 'NOT met'}"
-            print(f"  {label:26} mean {mean:.3f}  [{shown}]{verdict}")
+            print(f"  {label:26} mean {mean}  [{shown}]{verdict}")
 
 
 if __name__ == "__main__":
