@@ -395,6 +395,11 @@ def test_the_backup_moves_the_previous_weights_aside_and_a_torn_write_falls_back
 
     assert restored() == (2.0, 2)  # the latest epoch
     latest = tmp_path / "backup" / "latest.weights.h5"
+    moved = tmp_path / "backup" / "latest.weights.h5.bkp"
+    kept = moved.read_bytes()
+    latest.replace(moved)  # killed after moving the weights aside, before writing new ones
+    assert restored() == (2.0, 2)  # they go back; the epoch file still describes them
+    moved.write_bytes(kept)
     latest.write_bytes(latest.read_bytes()[:100])  # killed while writing it
     assert restored() == (1.0, 1)  # the epoch before, from the files moved aside
 

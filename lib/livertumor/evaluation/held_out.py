@@ -176,6 +176,10 @@ def evaluate_models(
     segmentation of the case as its stage 1 instead of predicting it again. The results are
     those of :func:`evaluate` on each model alone.
 
+    Memory: such a shared segmentation (its class probabilities, 12 bytes a voxel) is held
+    until the cascade has run on the case, beside the cascade's own; a single model not shared
+    is released after scoring, as with :func:`evaluate`.
+
     Parameters
     ----------
     models : name -> what :func:`evaluate` takes as ``model_dir``

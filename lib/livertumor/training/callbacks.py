@@ -119,6 +119,15 @@ class MovingBackup(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir: str):
         super().__init__(backup_dir, double_checkpoint=True)
 
+    def on_train_begin(self, logs=None):
+        # Killed after moving the weights aside but before the new file exists: the epoch
+        # file still describes the weights moved aside (it is rewritten after the weights),
+        # so they go back in place. (A copy, as Keras makes it, never leaves no file.)
+        if (not os.path.exists(self._weights_path)
+                and os.path.exists(self._prev_weights_path)):
+            os.replace(self._prev_weights_path, self._weights_path)
+        super().on_train_begin(logs)
+
     def _save_model(self):
         if os.path.exists(self._weights_path):
             os.replace(self._weights_path, self._prev_weights_path)
