@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livertumor.evaluation.held_out import ROC_LOGIT_RANGE, ROC_THRESHOLDS, _RocAccumulator
+from livertumor.evaluation.roc import ROC_LOGIT_RANGE, ROC_THRESHOLDS, RocAccumulator
 
 
 def exact_auc(truth: np.ndarray, score: np.ndarray) -> float:
@@ -26,7 +26,7 @@ def test_roc_area_matches_the_rank_statistic_also_for_softmax_like_scores(peaked
     else:
         score = np.clip(rng.normal(np.where(truth, 0.6, 0.4), 0.15), 0, 1)
     score = score.astype(np.float32)
-    acc = _RocAccumulator()
+    acc = RocAccumulator()
     acc.update(truth, score, chunk=50_000)  # streamed in pieces
     thresholds, fpr, tpr, auc = acc.curve()
     assert auc == pytest.approx(exact_auc(truth, score), abs=0.005)
@@ -41,9 +41,9 @@ def test_roc_scores_a_rounding_step_above_one_as_the_highest_score():
     the highest score, not turn into NaN."""
     p = np.float32(0.6) + np.float32(0.4000001)
     assert p > 1
-    unit = _RocAccumulator._to_unit(np.array([0.0, 0.5, 1.0, p], np.float32))
+    unit = RocAccumulator._to_unit(np.array([0.0, 0.5, 1.0, p], np.float32))
     assert not np.isnan(unit).any() and unit.tolist() == [0.0, 0.5, 1.0, 1.0]
-    acc = _RocAccumulator()
+    acc = RocAccumulator()
     acc.update(np.array([False, True, True]), np.array([0.2, 0.9, p], np.float32))
     assert acc.curve()[3] == pytest.approx(1.0)
 
@@ -52,8 +52,9 @@ def test_example_slices_take_the_largest_tumor_slice_and_read_each_reference_onc
         tmp_path, monkeypatch):
     import pandas as pd
 
-    import livertumor.evaluation.held_out as ev
+    import livertumor.evaluation.tables as ev
     from livertumor import WINDOWS, read_nii, windowed
+    from livertumor.evaluation import EvaluationResult
 
     from conftest import anatomy, write_case
 
@@ -65,7 +66,7 @@ def test_example_slices_take_the_largest_tumor_slice_and_read_each_reference_onc
         rows.append({"case_id": cid, "volume_path": str(vpath), "mask_path": str(mpath),
                      "prediction_path": str(mpath)})
     per_case = pd.DataFrame(rows)
-    results = {a: ev.EvaluationResult(per_case, pd.DataFrame(), pd.DataFrame())
+    results = {a: EvaluationResult(per_case, pd.DataFrame(), pd.DataFrame())
                for a in ("unet", "resnet50_unet")}
     calls = []
     real_read_mask = ev.read_mask

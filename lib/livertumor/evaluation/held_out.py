@@ -7,12 +7,13 @@ write the prediction as NIfTI on the case's own grid, and score it against the r
   tumor burden;
 - per-slice Dice and IoU (the report's "mean Dice / mean IoU"; see :data:`SLICE_RULE`);
 - pixel-level ROC curves for liver and tumor from the predicted probabilities, accumulated
-  over all voxels of all cases with ``keras.metrics.AUC`` (streaming: nothing is subsampled).
+  over all voxels of all cases (:mod:`.roc`).
 
 :func:`evaluate` returns the tables and writes ``per_case.csv``, ``per_slice.csv``,
 ``roc.csv`` and ``metrics.json`` into the output folder; :func:`evaluate_models` does it for
 several models case by case, a cascade taking its liver stage's prediction from that model's
-own evaluation.
+own evaluation. What is made of several results (Table 1, example slices, the effect of the
+post-processing rules) is in :mod:`.tables`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .aggregate import aggregate_scores
 from .lesions import detect_lesions, detection_by_size, lesion_table
 from .per_case import lits_scores
 from .per_slice import mean_slice_scores, slice_scores
+from .roc import RocAccumulator, roc_table
 
 SLICE_RULE = (
     "per-slice means: every axial slice of every test volume at its original resolution; "
@@ -36,24 +38,6 @@ SLICE_RULE = (
     "prediction and reference are left out of the mean (and counted), a slice where only one "
     "has it scores 0"
 )
-
-SEED_REPORT = {
-    # The course report's Table 1 (real LiTS data, 2-D slices, its own split and protocol).
-    "U-Net (report, real LiTS)": {"mean_dice": 0.8215, "mean_iou": 0.7976, "auc": 1.00},
-    "ResNet-50 (report, real LiTS)": {"mean_dice": 0.7711, "mean_iou": 0.7318, "auc": 0.99},
-}
-
-ROC_THRESHOLDS = 561
-ROC_LOGIT_RANGE = 28.0
-"""The ROC curves are taken at ``ROC_THRESHOLDS`` probabilities evenly spaced in logit
-(log-odds), from -``ROC_LOGIT_RANGE`` to +``ROC_LOGIT_RANGE`` (p = 7e-13 to 1 - 7e-13, one
-threshold per 0.1 of logit). A segmentation network's softmax piles most voxels up near 0 or 1;
-thresholds evenly spaced in p (201 of them) merged all p < 0.005 into one bucket, drew the tumor
-curve as a straight line and understated the area (peaked test scores: 0.70 against an exact
-0.85). The ROC and its area do not change under a monotone map of the scores, so the scores are
-mapped to logit space and ``keras.metrics.AUC`` runs there with evenly spaced thresholds (its
-fast bucketing path; uneven thresholds would cost memory of thresholds x voxels)."""
-
 
 @dataclass
 class EvaluationResult:
@@ -77,50 +61,6 @@ class EvaluationResult:
     summary: dict = field(default_factory=dict)
     lesions: pd.DataFrame = field(default_factory=pd.DataFrame)
     detection: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-
-class _RocAccumulator:
-    """Streaming ROC of one structure: keras.metrics.AUC over every voxel seen."""
-
-    def __init__(self):
-        import keras
-
-        self.metric = keras.metrics.AUC(num_thresholds=ROC_THRESHOLDS, curve="ROC")
-
-    @staticmethod
-    def _to_unit(p: np.ndarray) -> np.ndarray:
-        """Probabilities -> [0, 1], evenly in logit over +-ROC_LOGIT_RANGE (monotone).
-
-        Scores are clipped to [0, 1] first: a sum of float32 softmax outputs (the liver's
-        p1 + p2) can exceed 1 by a rounding step, whose logit would be NaN. In float32, in
-        place: the model's probabilities are float32 anyway; against float64, about 1 voxel in
-        70,000 lands beside a threshold's bucket, at a fifth of the time."""
-        p = np.clip(np.asarray(p, np.float32), 0.0, 1.0)
-        with np.errstate(divide="ignore"):
-            unit = np.log(p)
-            unit -= np.log1p(-p)
-        unit += ROC_LOGIT_RANGE
-        unit *= 1 / (2 * ROC_LOGIT_RANGE)
-        return np.clip(unit, 0, 1, out=unit)
-
-    def update(self, truth: np.ndarray, score: np.ndarray, chunk: int = 1 << 22) -> None:
-        t, s = truth.reshape(-1), score.reshape(-1)
-        for i in range(0, t.size, chunk):
-            self.metric.update_state(t[i:i + chunk].astype(np.float32),
-                                     self._to_unit(s[i:i + chunk]))
-
-    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        import keras
-
-        m = self.metric
-        tp, fp = (keras.ops.convert_to_numpy(v) for v in (m.true_positives, m.false_positives))
-        fn, tn = (keras.ops.convert_to_numpy(v) for v in (m.false_negatives, m.true_negatives))
-        tpr = tp / np.maximum(tp + fn, 1)
-        fpr = fp / np.maximum(fp + tn, 1)
-        unit = np.asarray(keras.ops.convert_to_numpy(m.thresholds), np.float64)
-        logit = np.clip(unit, 0, 1) * 2 * ROC_LOGIT_RANGE - ROC_LOGIT_RANGE
-        thresholds = 1 / (1 + np.exp(-logit))  # back to probabilities
-        return thresholds, fpr, tpr, float(keras.ops.convert_to_numpy(m.result()))
 
 
 def evaluate(
@@ -246,7 +186,7 @@ class _Scores:
     def __init__(self, predictor, out_dir: Path, connectivity: int):
         self.predictor, self.out_dir, self.connectivity = predictor, out_dir, connectivity
         (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
-        self.rocs = {"liver": _RocAccumulator(), "tumor": _RocAccumulator()}
+        self.rocs = {"liver": RocAccumulator(), "tumor": RocAccumulator()}
         self.case_rows, self.slice_tables, self.lesion_tables = [], [], []
 
     def add(self, row, vol: NiftiVolume, truth: np.ndarray, seg) -> None:
@@ -274,7 +214,7 @@ class _Scores:
         per_case = pd.DataFrame(self.case_rows)
         per_slice = pd.concat(self.slice_tables, ignore_index=True)
         lesions = pd.concat(self.lesion_tables, ignore_index=True)
-        roc, summary = _roc_table(self.rocs)
+        roc, summary = roc_table(self.rocs)
         summary.update(aggregate_scores(per_case))
         summary.update({f"slice_{k}": v for k, v in mean_slice_scores(per_slice).items()})
         detection = detection_by_size(lesions)
@@ -287,18 +227,6 @@ class _Scores:
         result = EvaluationResult(per_case, per_slice, roc, summary, lesions, detection)
         save_result(result, self.out_dir)
         return result
-
-
-def _roc_table(rocs: dict) -> tuple[pd.DataFrame, dict]:
-    """The ROC curves of the accumulators as one table (structure, threshold, fpr, tpr) and
-    their areas as ``{structure}_auc``."""
-    rows, aucs = [], {}
-    for name, acc in rocs.items():
-        thresholds, fpr, tpr, auc = acc.curve()
-        aucs[f"{name}_auc"] = auc
-        rows.append(pd.DataFrame({"structure": name, "threshold": thresholds,
-                                  "fpr": fpr, "tpr": tpr}))
-    return pd.concat(rows, ignore_index=True), aucs
 
 
 def _detection_summary(detection: pd.DataFrame) -> dict:
@@ -328,94 +256,12 @@ def save_result(result: EvaluationResult, out_dir: str | Path) -> None:
             table.to_csv(tmp, index=False)
     with atomic_path(out_dir / "detection.csv") as tmp:
         result.detection.to_csv(tmp, index_label="size")
-    write_json(out_dir / "metrics.json", result.summary, default=_json_number)
+    write_json(out_dir / "metrics.json", result.summary, default=json_number)
 
 
-def _json_number(value):
-    """numpy numbers as JSON numbers, NaN as null."""
+def json_number(value):
+    """numpy numbers as JSON numbers, NaN as null (``write_json``'s ``default``)."""
     return None if value != value else float(value)
-
-
-def save_run_tables(results: dict[str, EvaluationResult], run_dir: str | Path) -> pd.DataFrame:
-    """Write ``run_dir/metrics.json`` (every model's summary) and ``run_dir/table1.csv``.
-
-    Returns :func:`table1` of ``results``.
-    """
-    run_dir = Path(run_dir)
-    table = table1(results)
-    write_json(run_dir / "metrics.json", {arch: r.summary for arch, r in results.items()},
-               default=_json_number)
-    with atomic_path(run_dir / "table1.csv") as tmp:
-        table.to_csv(tmp)
-    return table
-
-
-def example_slices(results: dict[str, EvaluationResult], window: str = "abdomen_soft"
-                   ) -> dict[str, tuple[list, list, list, list]]:
-    """One slice per test case for ``figures.prediction_figure``, for every model.
-
-    The slice is the one with the most reference tumor (or liver) pixels. Each case's
-    reference is read once, and only that slice of its CT, whatever the number of models.
-
-    Parameters
-    ----------
-    results : model name -> :class:`EvaluationResult` (the same test cases in each)
-    window : name in :data:`livertumor.data.windowing.WINDOWS` for the CT
-
-    Returns
-    -------
-    model name -> (images, truths, preds, captions): lists with one entry per case of
-    float32 (H, W) windowed CT in [0, 1], uint8 (H, W) reference and predicted labels, and
-    ``"case C, slice K"``.
-    """
-    from ..data.slices import largest_slice
-    from ..data.windowing import WINDOWS, windowed
-
-    names = list(results)
-    out: dict[str, tuple[list, list, list, list]] = {a: ([], [], [], []) for a in names}
-    if not names:
-        return out
-    predictions = {a: results[a].per_case.set_index("case_id")["prediction_path"]
-                   for a in names}
-    for row in results[names[0]].per_case.itertuples():
-        truth = read_mask(row.mask_path)
-        k = largest_slice(truth, 2) or largest_slice(truth, 1) or 0
-        image = windowed(NiftiVolume(row.volume_path).hu_slice(k), *WINDOWS[window])
-        for arch in names:
-            pred = read_mask(predictions[arch][row.case_id])
-            for part, value in zip(out[arch], (image, truth[:, :, k], pred[:, :, k],
-                                               f"case {row.case_id}, slice {k}"), strict=True):
-                part.append(value)
-    return out
-
-
-def table1(results: dict[str, EvaluationResult]) -> pd.DataFrame:
-    """The report's Table 1 for our models: per-slice mean Dice / IoU and pixel AUC.
-
-    One row per model; liver and tumor separately (the report does not say which structure
-    its single numbers describe), plus the LiTS per-case Dice and the tumor global Dice.
-    Compare with :func:`report_reference` only as context: that is real LiTS data.
-    """
-    rows = {}
-    for name, r in results.items():
-        s = r.summary
-        rows[name] = {
-            "liver mean Dice": s["slice_liver_mean_dice"],
-            "liver mean IoU": s["slice_liver_mean_iou"],
-            "liver AUC": s["liver_auc"],
-            "tumor mean Dice": s["slice_tumor_mean_dice"],
-            "tumor mean IoU": s["slice_tumor_mean_iou"],
-            "tumor AUC": s["tumor_auc"],
-            "liver Dice per case": s["liver_dice_mean"],
-            "tumor Dice per case": s["tumor_dice_mean"],
-            "tumor global Dice": s["tumor_dice_global"],
-        }
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def report_reference() -> pd.DataFrame:
-    """The course report's Table 1 and AUCs (real LiTS data, its own split and protocol)."""
-    return pd.DataFrame.from_dict(SEED_REPORT, orient="index")
 
 
 def load_test_cases(export_dir: str | Path) -> pd.DataFrame:
@@ -434,73 +280,3 @@ def load_test_cases(export_dir: str | Path) -> pd.DataFrame:
     if test.empty:
         raise LiverTumorError("the export has no test cases", path)
     return test
-
-
-def postprocess_effect(result: EvaluationResult, rules: dict | None = None,
-                       connectivity: int = 1) -> pd.DataFrame:
-    """What each post-processing rule changes, recomputed from the saved predictions (no new
-    inference): liver Dice per case, tumor Dice per case and global, lesion recall and
-    precision, one row per rule set.
-
-    Parameters
-    ----------
-    result : an evaluation without post-processing (its predictions are the raw ones)
-    rules : name -> :class:`~livertumor.inference.PostProcessing`; default: none, the largest
-        liver component, tumors below 0.1 mL dropped, tumors more than 3 times as long as
-        wide dropped, and all three
-    """
-    from ..inference import PostProcessing, postprocess
-
-    rules = rules or {
-        "none": PostProcessing(),
-        "largest liver": PostProcessing(largest_liver=True),
-        "tumors >= 0.1 mL": PostProcessing(min_tumor_ml=0.1),
-        "tumors at most 3x as long as wide": PostProcessing(max_tumor_elongation=3.0),
-        "all three": PostProcessing(largest_liver=True, min_tumor_ml=0.1,
-                                    max_tumor_elongation=3.0),
-    }
-    per_rule: dict[str, list] = {name: [] for name in rules}
-    for row in result.per_case.itertuples():
-        geometry = NiftiVolume(row.volume_path).geometry
-        truth = read_mask(row.mask_path, like=geometry)
-        pred = read_mask(row.prediction_path, like=geometry)
-        for name, rule in rules.items():
-            post = postprocess(pred, geometry.spacing, rule)
-            per_rule[name].append(lits_scores(post, truth, geometry.spacing, connectivity,
-                                              distances=False))  # overlap and detection
-    rows = {}
-    for name, scores in per_rule.items():
-        s = aggregate_scores(pd.DataFrame(scores))
-        rows[name] = {"liver Dice per case": s["liver_dice_mean"],
-                      "tumor Dice per case": s["tumor_dice_mean"],
-                      "tumor global Dice": s["tumor_dice_global"],
-                      "lesion recall": s["lesion_recall"],
-                      "lesion precision": s["lesion_precision"],
-                      "false positive lesions": int(sum(c["lesion_fp"] for c in scores))}
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def metric_glossary() -> pd.DataFrame:
-    """What each reported metric means: range, which way is better, and the caveat."""
-    rows = [
-        ("Dice", "0 to 1", "higher", "overlap 2|P∩R|/(|P|+|R|); tumor Dice is 1 when both "
-         "are empty, 0 when only one is"),
-        ("IoU (Jaccard)", "0 to 1", "higher", "|P∩R|/|P∪R|; always below Dice"),
-        ("VOE", "0 to 1", "lower", "1 - IoU"),
-        ("RVD", "-1 to +inf", "closer to 0", "(|P|-|R|)/|R|: volume error; positive means "
-         "over-segmentation; undefined when the reference is empty"),
-        ("ASSD (mm)", "0 to +inf", "lower", "mean distance between the two surfaces"),
-        ("HD95 (mm)", "0 to +inf", "lower", "95th percentile of surface distances"),
-        ("MSD (mm)", "0 to +inf", "lower", "maximum surface distance (Hausdorff); one stray "
-         "voxel far away dominates it"),
-        ("mean Dice / IoU per slice", "0 to 1", "higher",
-         "the report's 2-D numbers; " + SLICE_RULE),
-        ("global Dice", "0 to 1", "higher", "Dice of all test voxels pooled (LiTS); large "
-         "tumors weigh more than small ones"),
-        ("AUC", "0.5 to 1", "higher", "pixel ROC area; dominated by the many easy background "
-         "pixels, so it stays near 1 even for poor segmentations"),
-        ("lesion recall / precision", "0 to 1", "higher", "a reference tumor counts as found "
-         "when the overlap IoU with the prediction exceeds 0.5 (LiTS)"),
-        ("tumor burden RMSE", "0 to 1", "lower", "error of tumor volume / liver volume"),
-    ]
-    return pd.DataFrame(rows, columns=["metric", "range", "better", "meaning and caveat"])
