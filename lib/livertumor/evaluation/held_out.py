@@ -205,8 +205,10 @@ class _Scores:
         slices = slice_scores(seg.labels, truth)
         slices.insert(0, "case_id", case_id)
         self.slice_tables.append(slices)
+        from ..inference.predict import liver_probability
+
         p = seg.probabilities
-        self.rocs["liver"].update(truth >= 1, p[..., 1] + p[..., 2])
+        self.rocs["liver"].update(truth >= 1, liver_probability(p))
         self.rocs["tumor"].update(truth == 2, p[..., 2])
 
     def result(self) -> EvaluationResult:

@@ -32,7 +32,13 @@ from ..data.roi import ROI_MARGIN_MM, liver_box
 from ..data.volumes import NiftiVolume
 from ..errors import LiverTumorError
 from .postprocess import PostProcessing, largest_liver_component, liver_and_tumor, postprocess
-from .predict import Segmentation, load_preprocessing, predict_volume, rules_of
+from .predict import (
+    Segmentation,
+    liver_probability,
+    load_preprocessing,
+    predict_volume,
+    rules_of,
+)
 
 CASCADE_FILE = "cascade.json"
 
@@ -128,7 +134,7 @@ class Cascade:
         probs = None
         if keep_probabilities:
             p_tumor = second.probabilities[..., 2]
-            p_first = first.probabilities[..., 1] + first.probabilities[..., 2]
+            p_first = liver_probability(first.probabilities)
             if mean:
                 p_first[box.index] = p_box
             p_liver = np.maximum(p_first, p_tumor)
@@ -164,7 +170,7 @@ def _as_stage_one(first: Segmentation, volume: NiftiVolume, keep_probabilities: 
     if (keep_probabilities or liver and first.liver_probability is None) and p is None:
         raise ValueError("the given stage-1 segmentation has no class probabilities")
     if liver and first.liver_probability is None:
-        first = replace(first, liver_probability=ClassProbability(p[..., 1] + p[..., 2]))
+        first = replace(first, liver_probability=ClassProbability(liver_probability(p)))
     return first
 
 

@@ -235,7 +235,7 @@ class _Outputs:
         if self.probabilities is not None:
             part = self.probabilities if index is None else self.probabilities[index]
             tumor = part[..., 2]
-            liver = part[..., 1] + part[..., 2] if self.keep_liver else None
+            liver = liver_probability(part) if self.keep_liver else None
         return (ClassProbability(tumor, index) if tumor is not None else None,
                 ClassProbability(liver, index) if liver is not None else None)
 
@@ -301,6 +301,12 @@ def resized_labels(p: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     labels = tf.where(d2 > tf.maximum(d1, 0.0), tf.constant(2, tf.uint8),
                       tf.cast(d1 > 0, tf.uint8))
     return tf.transpose(labels, (1, 2, 0)).numpy()
+
+
+def liver_probability(p: np.ndarray) -> np.ndarray:
+    """The liver's probability, classes 1 and 2 (the liver with its tumors, as LiTS counts
+    the liver), of class probabilities (..., 3): (...), their dtype."""
+    return p[..., 1] + p[..., 2]
 
 
 def labels_of(p: np.ndarray) -> np.ndarray:
@@ -381,7 +387,7 @@ def write_probabilities(result: Segmentation, path: str | Path) -> Path:
 
     g = result.geometry
     p = result.probabilities
-    liver, tumor = p[..., 1] + p[..., 2], p[..., 2]
+    liver, tumor = liver_probability(p), p[..., 2]
     disk = np.stack([g.from_canonical(liver), g.from_canonical(tumor)], axis=-1)
     header = g.header.copy()
     header.set_data_dtype(np.uint8)  # nibabel picks scl_slope so that [0, 1] fits in uint8
